@@ -1,0 +1,930 @@
+//! The analyzer's pure core: events in ring order in, a [`Report`] out.
+//!
+//! State is kept per *process image*: a pid that execs starts a new image (the old one is
+//! dropped without a leak check, as memcheck does), a forked child starts as a copy of its
+//! parent at the parent's `ForkPrepare`. Each image has a module map, a stack table, the live
+//! heap and a bounded history of freed blocks (to tell a double free from an invalid one).
+//!
+//! Stack pcs are resolved to modules when the stack is *defined* (the module map of that
+//! moment), so a library that is `dlclose`d later still names its frames; symbolization is
+//! lazy, in [`Analyzer::finish`], cached per (module file, module-relative pc).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+use crate::decode::{self, DecodeError, Event, LeakEntry};
+use crate::report::{
+    BlockInfo, ErrorKind, ErrorReport, ExitStatus, Frame, LeakKind, LeakTotals, LossRecord,
+    ProcessEnd, ProcessReport, ProcessStartKind, Report, Stack, Summary, Warning, SCHEMA,
+};
+use crate::symbolize::{ModuleRef, SymbolizedFrame, Symbolizer};
+use crate::wire;
+
+/// How many freed blocks are remembered (over all processes) to explain bad frees.
+const FREED_HISTORY: usize = 1 << 20;
+
+/// Where symbols come from; [`Symbolizer`] in production, a fake in tests.
+pub trait SymbolSource {
+    /// Same contract as [`Symbolizer::symbolize`]: innermost inlined frame first, never empty.
+    fn symbolize(
+        &mut self,
+        module: &ModuleRef,
+        pc: u64,
+        is_return_address: bool,
+    ) -> Vec<SymbolizedFrame>;
+}
+
+impl SymbolSource for Symbolizer {
+    fn symbolize(
+        &mut self,
+        module: &ModuleRef,
+        pc: u64,
+        is_return_address: bool,
+    ) -> Vec<SymbolizedFrame> {
+        Symbolizer::symbolize(self, module, pc, is_return_address)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AnalyzerOptions {
+    /// Stacks in the report keep at most this many frames, inlined frames included
+    /// (`--num-callers`). 0 means no limit.
+    pub num_callers: usize,
+}
+
+impl Default for AnalyzerOptions {
+    fn default() -> Self {
+        AnalyzerOptions { num_callers: 24 }
+    }
+}
+
+/// A loaded module, as announced by a `ModuleLoad`. Shared by every image that mapped it.
+struct ModuleInfo {
+    path: String,
+    build_id: Vec<u8>,
+    bias: u64,
+    /// Absolute `[start, end)` ranges of its segments.
+    ranges: Vec<(u64, u64)>,
+    /// Same file (path and build-id) → same id, whatever the bias: the symbol cache key.
+    file_id: u32,
+}
+
+/// A stack frame resolved against the module map of its definition time.
+#[derive(Clone, Copy)]
+struct ResolvedPc {
+    pc: u64,
+    module: Option<u32>,
+}
+
+#[derive(Clone, Copy)]
+struct Block {
+    size: u64,
+    stack: u32,
+    func: u8,
+}
+
+#[derive(Clone, Copy)]
+struct FreedBlock {
+    size: u64,
+    alloc_stack: u32,
+    free_stack: u32,
+    alloc_func: u8,
+    /// Which entry of the history queue this is (a later free of the same address wins).
+    seq: u64,
+}
+
+/// The state of one process image.
+struct Image {
+    pid: u32,
+    ppid: u32,
+    exe: String,
+    start: ProcessStartKind,
+    end: Option<ProcessEnd>,
+    exit: Option<ExitStatus>,
+    /// For a forked child: the parent image, whose stacks it inherited.
+    parent: Option<usize>,
+    /// Modules mapped now, most recently loaded last.
+    loaded: Vec<u32>,
+    stacks: HashMap<u32, Arc<[ResolvedPc]>>,
+    live: BTreeMap<u64, Block>,
+    freed: HashMap<u64, FreedBlock>,
+    /// The shim's classification at exit (authoritative when present).
+    leak_entries: Vec<LeakEntry>,
+    threads: u64,
+    allocations: u64,
+    frees: u64,
+    bytes_allocated: u64,
+    inherited: u64,
+    /// Frees and reallocs of addresses the analyzer did not know as live.
+    unknown_frees: u64,
+}
+
+impl Image {
+    fn new(pid: u32, ppid: u32, exe: String, start: ProcessStartKind) -> Self {
+        Image {
+            pid,
+            ppid,
+            exe,
+            start,
+            end: None,
+            exit: None,
+            parent: None,
+            loaded: Vec::new(),
+            stacks: HashMap::new(),
+            live: BTreeMap::new(),
+            freed: HashMap::new(),
+            leak_entries: Vec::new(),
+            threads: 1,
+            allocations: 0,
+            frees: 0,
+            bytes_allocated: 0,
+            inherited: 0,
+            unknown_frees: 0,
+        }
+    }
+
+    /// The block containing `addr`, if any: (start, block).
+    fn live_containing(&self, addr: u64) -> Option<(u64, Block)> {
+        let (&start, &block) = self.live.range(..=addr).next_back()?;
+        (addr - start < block.size.max(1)).then_some((start, block))
+    }
+}
+
+/// The parent's state at `ForkPrepare`, waiting for the child's `ProcessStart`.
+struct ForkSnapshot {
+    image: usize,
+    loaded: Vec<u32>,
+    live: BTreeMap<u64, Block>,
+}
+
+/// Identical errors are grouped: same image, kind, stack and calls.
+#[derive(Hash, PartialEq, Eq)]
+struct ErrorKey {
+    image: usize,
+    kind: ErrorKind,
+    stack: u32,
+    call: u8,
+    alloc_func: u8,
+}
+
+struct PendingError {
+    kind: ErrorKind,
+    image: usize,
+    tid: u32,
+    count: u64,
+    call: u8,
+    stack: u32,
+    alloc_stack: Option<u32>,
+    free_stack: Option<u32>,
+    block: Option<BlockInfo>,
+    message: String,
+}
+
+/// Feeds on events, in ring order; [`Analyzer::finish`] makes the report.
+pub struct Analyzer {
+    options: AnalyzerOptions,
+    command: Vec<String>,
+    main_exit: Option<(u32, ExitStatus)>,
+    images: Vec<Image>,
+    /// pid → its current image.
+    current: HashMap<u32, usize>,
+    modules: Vec<ModuleInfo>,
+    module_index: HashMap<(String, Vec<u8>, u64), u32>,
+    file_ids: HashMap<(String, Vec<u8>), u32>,
+    snapshots: HashMap<(u32, u64), ForkSnapshot>,
+    freed_order: VecDeque<(usize, u64, u64)>,
+    freed_seq: u64,
+    errors: Vec<PendingError>,
+    error_index: HashMap<ErrorKey, usize>,
+    warnings: Vec<Warning>,
+}
+
+impl Default for Analyzer {
+    fn default() -> Self {
+        Analyzer::new(AnalyzerOptions::default())
+    }
+}
+
+impl Analyzer {
+    pub fn new(options: AnalyzerOptions) -> Self {
+        Analyzer {
+            options,
+            command: Vec::new(),
+            main_exit: None,
+            images: Vec::new(),
+            current: HashMap::new(),
+            modules: Vec::new(),
+            module_index: HashMap::new(),
+            file_ids: HashMap::new(),
+            snapshots: HashMap::new(),
+            freed_order: VecDeque::new(),
+            freed_seq: 0,
+            errors: Vec::new(),
+            error_index: HashMap::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// Decodes and feeds the record at the start of `record`; `offset` is its position in
+    /// the ring or file, for the error. Returns the record's length.
+    pub fn feed_record(&mut self, record: &[u8], offset: u64) -> Result<usize, DecodeError> {
+        let (event, len) = decode::decode_record(record, offset)?;
+        self.feed(&event);
+        Ok(len)
+    }
+
+    /// Feeds every record of a trace file (as written by [`decode::TraceWriter`]).
+    pub fn feed_trace(&mut self, trace: &[u8]) -> Result<(), DecodeError> {
+        for event in decode::TraceRecords::new(trace)? {
+            self.feed(&event?);
+        }
+        Ok(())
+    }
+
+    pub fn feed(&mut self, event: &Event) {
+        match event {
+            Event::Command { argv } => self.command = argv.clone(),
+            Event::MainExit(m) => {
+                let status = if m.how == 1 {
+                    ExitStatus::Signal(m.value)
+                } else {
+                    ExitStatus::Code(m.value)
+                };
+                self.main_exit = Some((m.pid, status));
+            }
+            Event::ProcessStart(s) => self.process_start(s),
+            Event::ProcessExit(x) => {
+                let img = self.image_for(x.pid);
+                let image = &mut self.images[img];
+                image.end = Some(if x.how == wire::exit_how::UNDERSCORE_EXIT {
+                    ProcessEnd::UnderscoreExit
+                } else {
+                    ProcessEnd::Exit
+                });
+                image.exit = Some(ExitStatus::Code(x.code));
+            }
+            Event::ModuleLoad(m) => self.module_load(m),
+            Event::ModuleUnload(m) => {
+                let img = self.image_for(m.pid);
+                let modules = &self.modules;
+                let loaded = &mut self.images[img].loaded;
+                if let Some(i) = loaded
+                    .iter()
+                    .rposition(|&id| modules[id as usize].bias == m.bias)
+                {
+                    loaded.remove(i);
+                }
+            }
+            Event::StackDef(s) => {
+                let img = self.image_for(s.pid);
+                let frames: Arc<[ResolvedPc]> = s
+                    .frames
+                    .iter()
+                    .map(|&pc| ResolvedPc {
+                        pc,
+                        module: self.module_at(img, pc),
+                    })
+                    .collect();
+                self.images[img].stacks.insert(s.id, frames);
+            }
+            Event::Alloc(a) => {
+                let img = self.image_for(a.pid);
+                self.allocate(img, a.addr, a.size, a.stack, a.func);
+            }
+            Event::Free(f) => self.free(f),
+            Event::Realloc(r) => {
+                let img = self.image_for(r.pid);
+                // realloc(p, 0) that returned NULL freed p; a NULL result with a size is
+                // a failed realloc and p stays live.
+                let freed_old = r.old != 0 && (r.new != 0 || r.size == 0);
+                if freed_old && self.release(img, r.old, r.stack).is_none() {
+                    self.images[img].unknown_frees += 1;
+                }
+                if r.new != 0 {
+                    self.allocate(img, r.new, r.size, r.stack, r.func);
+                }
+            }
+            Event::BadFree(b) => self.bad_free(b),
+            Event::LeakBlocks(l) => {
+                let img = self.image_for(l.pid);
+                self.images[img].leak_entries.extend_from_slice(&l.entries);
+            }
+            Event::ForkPrepare(f) => {
+                let img = self.image_for(f.pid);
+                let image = &self.images[img];
+                let snapshot = ForkSnapshot {
+                    image: img,
+                    loaded: image.loaded.clone(),
+                    live: image.live.clone(),
+                };
+                self.snapshots.insert((f.pid, f.token), snapshot);
+            }
+            Event::Notice(n) => self.warnings.push(Warning {
+                pid: Some(n.pid),
+                message: n.text.clone(),
+            }),
+            Event::ThreadStart(t) => {
+                let img = self.image_for(t.pid);
+                self.images[img].threads += 1;
+            }
+        }
+    }
+
+    /// The current image of `pid`, created if the trace never announced it.
+    fn image_for(&mut self, pid: u32) -> usize {
+        if let Some(&img) = self.current.get(&pid) {
+            return img;
+        }
+        self.images
+            .push(Image::new(pid, 0, String::new(), ProcessStartKind::Unknown));
+        let img = self.images.len() - 1;
+        self.current.insert(pid, img);
+        img
+    }
+
+    fn process_start(&mut self, s: &decode::ProcessStart) {
+        let start = if s.flags & wire::start_flags::EXECED != 0 {
+            ProcessStartKind::Exec
+        } else if s.flags & wire::start_flags::FORKED != 0 {
+            ProcessStartKind::Fork
+        } else if s.flags & wire::start_flags::MAIN != 0 {
+            ProcessStartKind::Main
+        } else {
+            ProcessStartKind::Unknown
+        };
+        if let Some(&old) = self.current.get(&s.pid) {
+            let old_image = &mut self.images[old];
+            if old_image.end.is_none() {
+                // After exec the old image is gone without a leak check; a reused pid
+                // without exec means the old process died unseen.
+                old_image.end = Some(if start == ProcessStartKind::Exec {
+                    ProcessEnd::Exec
+                } else {
+                    ProcessEnd::Died
+                });
+            }
+        }
+        let mut image = Image::new(s.pid, s.ppid, s.exe.clone(), start);
+        if start == ProcessStartKind::Fork {
+            match self.take_snapshot(s.ppid, s.token) {
+                Some(snap) => {
+                    image.parent = Some(snap.image);
+                    image.loaded = snap.loaded;
+                    image.inherited = snap.live.len() as u64;
+                    image.allocations = image.inherited;
+                    image.bytes_allocated = snap
+                        .live
+                        .values()
+                        .fold(0u64, |sum, b| sum.saturating_add(b.size));
+                    image.live = snap.live;
+                }
+                None => self.warnings.push(Warning {
+                    pid: Some(s.pid),
+                    message: format!(
+                        "forked child {} has no matching fork record from its parent {}: \
+                         inherited blocks and stacks are unknown",
+                        s.pid, s.ppid
+                    ),
+                }),
+            }
+        }
+        self.images.push(image);
+        self.current.insert(s.pid, self.images.len() - 1);
+    }
+
+    fn take_snapshot(&mut self, ppid: u32, token: u64) -> Option<ForkSnapshot> {
+        if let Some(snap) = self.snapshots.remove(&(ppid, token)) {
+            return Some(snap);
+        }
+        // The parent may be known under another pid (e.g. a pid namespace): match the token.
+        let key = self.snapshots.keys().find(|k| k.1 == token).copied()?;
+        self.snapshots.remove(&key)
+    }
+
+    fn module_load(&mut self, m: &decode::ModuleLoad) {
+        let img = self.image_for(m.pid);
+        let key = (m.path.clone(), m.build_id.clone(), m.bias);
+        let id = match self.module_index.get(&key) {
+            Some(&id) => id,
+            None => {
+                let next_file = self.file_ids.len() as u32;
+                let file_id = *self
+                    .file_ids
+                    .entry((m.path.clone(), m.build_id.clone()))
+                    .or_insert(next_file);
+                let ranges = m
+                    .segments
+                    .iter()
+                    .map(|s| {
+                        let start = m.bias.wrapping_add(s.vaddr);
+                        (start, start.saturating_add(s.memsz))
+                    })
+                    .collect();
+                self.modules.push(ModuleInfo {
+                    path: m.path.clone(),
+                    build_id: m.build_id.clone(),
+                    bias: m.bias,
+                    ranges,
+                    file_id,
+                });
+                let id = (self.modules.len() - 1) as u32;
+                self.module_index.insert(key, id);
+                id
+            }
+        };
+        let loaded = &mut self.images[img].loaded;
+        let modules = &self.modules;
+        // A module announced again at the same bias replaces the old mapping.
+        loaded.retain(|&l| modules[l as usize].bias != m.bias);
+        loaded.push(id);
+    }
+
+    /// The module mapped at return address `pc` in the image right now.
+    fn module_at(&self, img: usize, pc: u64) -> Option<u32> {
+        // A return address may sit just past its call's function: look up pc - 1.
+        let probe = pc.saturating_sub(1);
+        self.images[img].loaded.iter().rev().copied().find(|&id| {
+            self.modules[id as usize]
+                .ranges
+                .iter()
+                .any(|&(start, end)| probe >= start && probe < end)
+        })
+    }
+
+    fn allocate(&mut self, img: usize, addr: u64, size: u64, stack: u32, func: u8) {
+        if addr == 0 {
+            return;
+        }
+        let image = &mut self.images[img];
+        image.allocations += 1;
+        image.bytes_allocated = image.bytes_allocated.saturating_add(size);
+        image.freed.remove(&addr);
+        if image
+            .live
+            .insert(addr, Block { size, stack, func })
+            .is_some()
+        {
+            // The old block's free was never seen: count it freed to keep the balance.
+            image.frees += 1;
+            image.unknown_frees += 1;
+        }
+    }
+
+    /// Removes a live block, remembering it in the freed history. Returns it if it was live.
+    fn release(&mut self, img: usize, addr: u64, free_stack: u32) -> Option<Block> {
+        let image = &mut self.images[img];
+        let block = image.live.remove(&addr)?;
+        image.frees += 1;
+        self.freed_seq += 1;
+        let seq = self.freed_seq;
+        image.freed.insert(
+            addr,
+            FreedBlock {
+                size: block.size,
+                alloc_stack: block.stack,
+                free_stack,
+                alloc_func: block.func,
+                seq,
+            },
+        );
+        self.freed_order.push_back((img, addr, seq));
+        if self.freed_order.len() > FREED_HISTORY {
+            if let Some((old_img, old_addr, old_seq)) = self.freed_order.pop_front() {
+                let freed = &mut self.images[old_img].freed;
+                if freed.get(&old_addr).is_some_and(|f| f.seq == old_seq) {
+                    freed.remove(&old_addr);
+                }
+            }
+        }
+        Some(block)
+    }
+
+    fn free(&mut self, f: &decode::Free) {
+        let img = self.image_for(f.pid);
+        let block = self.release(img, f.addr, f.stack);
+        if block.is_none() {
+            self.images[img].unknown_frees += 1;
+        }
+        if f.flags & wire::FREE_MISMATCHED == 0 {
+            return;
+        }
+        let alloc_name = match block {
+            Some(b) => wire::func::name(b.func),
+            None => family_name(f.block_family),
+        };
+        let alloc_func = block.map_or(0, |b| b.func);
+        self.record_error(
+            ErrorKey {
+                image: img,
+                kind: ErrorKind::MismatchedFree,
+                stack: f.stack,
+                call: f.func,
+                alloc_func,
+            },
+            || PendingError {
+                kind: ErrorKind::MismatchedFree,
+                image: img,
+                tid: f.tid,
+                count: 0,
+                call: f.func,
+                stack: f.stack,
+                alloc_stack: block.map(|b| b.stack),
+                free_stack: None,
+                block: Some(BlockInfo {
+                    address: f.addr,
+                    size: block.map_or(0, |b| b.size),
+                    offset: 0,
+                    allocated_by: Some(alloc_name.to_string()),
+                }),
+                message: format!(
+                    "{} of a block allocated with {}",
+                    call_name(f.func),
+                    alloc_name
+                ),
+            },
+        );
+    }
+
+    fn bad_free(&mut self, b: &decode::BadFree) {
+        let img = self.image_for(b.pid);
+        let image = &self.images[img];
+        let call = call_name(b.func);
+        let (kind, alloc_func, pending) = if let Some(freed) = image.freed.get(&b.addr) {
+            (
+                ErrorKind::DoubleFree,
+                freed.alloc_func,
+                PendingError {
+                    kind: ErrorKind::DoubleFree,
+                    image: img,
+                    tid: b.tid,
+                    count: 0,
+                    call: b.func,
+                    stack: b.stack,
+                    alloc_stack: Some(freed.alloc_stack),
+                    free_stack: Some(freed.free_stack),
+                    block: Some(BlockInfo {
+                        address: b.addr,
+                        size: freed.size,
+                        offset: 0,
+                        allocated_by: Some(wire::func::name(freed.alloc_func).to_string()),
+                    }),
+                    message: format!("{call} of a block that was already freed"),
+                },
+            )
+        } else if let Some((start, block)) = image.live_containing(b.addr) {
+            let offset = b.addr - start;
+            (
+                ErrorKind::InvalidFree,
+                block.func,
+                PendingError {
+                    kind: ErrorKind::InvalidFree,
+                    image: img,
+                    tid: b.tid,
+                    count: 0,
+                    call: b.func,
+                    stack: b.stack,
+                    alloc_stack: Some(block.stack),
+                    free_stack: None,
+                    block: Some(BlockInfo {
+                        address: start,
+                        size: block.size,
+                        offset: offset as i64,
+                        allocated_by: Some(wire::func::name(block.func).to_string()),
+                    }),
+                    message: format!(
+                        "{call} of an address {offset} {} inside a block of {} {}",
+                        plural(offset, "byte", "bytes"),
+                        block.size,
+                        plural(block.size, "byte", "bytes"),
+                    ),
+                },
+            )
+        } else {
+            let place = match self.module_data_at(img, b.addr) {
+                Some(path) => format!("{:#x} is in the memory of {path}", b.addr),
+                None => format!("{:#x} is not in any heap block", b.addr),
+            };
+            (
+                ErrorKind::InvalidFree,
+                0,
+                PendingError {
+                    kind: ErrorKind::InvalidFree,
+                    image: img,
+                    tid: b.tid,
+                    count: 0,
+                    call: b.func,
+                    stack: b.stack,
+                    alloc_stack: None,
+                    free_stack: None,
+                    block: None,
+                    message: format!("{call} of an address that was never allocated ({place})"),
+                },
+            )
+        };
+        self.record_error(
+            ErrorKey {
+                image: img,
+                kind,
+                stack: b.stack,
+                call: b.func,
+                alloc_func,
+            },
+            || pending,
+        );
+    }
+
+    /// The path of the module whose segments contain `addr` (a global variable).
+    fn module_data_at(&self, img: usize, addr: u64) -> Option<&str> {
+        self.images[img]
+            .loaded
+            .iter()
+            .map(|&id| &self.modules[id as usize])
+            .find(|m| m.ranges.iter().any(|&(s, e)| addr >= s && addr < e))
+            .map(|m| m.path.as_str())
+    }
+
+    fn record_error(&mut self, key: ErrorKey, make: impl FnOnce() -> PendingError) {
+        let index = match self.error_index.get(&key) {
+            Some(&i) => i,
+            None => {
+                self.errors.push(make());
+                let i = self.errors.len() - 1;
+                self.error_index.insert(key, i);
+                i
+            }
+        };
+        self.errors[index].count += 1;
+    }
+
+    /// Ends the analysis: classifies what is left, groups, symbolizes and sorts.
+    pub fn finish(mut self, symbols: &mut impl SymbolSource) -> Report {
+        if let Some((pid, status)) = self.main_exit {
+            if let Some(&img) = self.current.get(&pid) {
+                let image = &mut self.images[img];
+                if image.exit.is_none() || matches!(status, ExitStatus::Signal(_)) {
+                    image.exit = Some(status);
+                }
+            }
+        }
+        let mut stacks = StackResolver {
+            analyzer: &self,
+            symbols,
+            cache: HashMap::new(),
+        };
+
+        let mut summary = Summary::default();
+        let mut processes = Vec::new();
+        let mut leaks: Vec<LossRecord> = Vec::new();
+        let mut warnings = Vec::new();
+        for (img, image) in self.images.iter().enumerate() {
+            let end = image.end.unwrap_or(ProcessEnd::Died);
+            processes.push(ProcessReport {
+                pid: image.pid,
+                ppid: image.ppid,
+                exe: image.exe.clone(),
+                start: image.start,
+                end,
+                exit: image.exit,
+                threads: image.threads,
+                allocations: image.allocations,
+                frees: image.frees,
+                bytes_allocated: image.bytes_allocated,
+                inherited: image.inherited,
+            });
+            if end == ProcessEnd::Exec {
+                continue;
+            }
+            summary.allocations += image.allocations;
+            summary.frees += image.frees;
+            summary.bytes_allocated = summary
+                .bytes_allocated
+                .saturating_add(image.bytes_allocated);
+            summary.inherited += image.inherited;
+
+            // Blocks grouped by (kind, stack) in first-seen order, so equal sizes sort stably.
+            let mut groups: Vec<(LeakKind, u32, u64, u64)> = Vec::new();
+            let mut group_index: HashMap<(LeakKind, u32), usize> = HashMap::new();
+            let mut add = |kind: LeakKind, stack: u32, size: u64| {
+                let i = *group_index.entry((kind, stack)).or_insert_with(|| {
+                    groups.push((kind, stack, 0, 0));
+                    groups.len() - 1
+                });
+                groups[i].2 = groups[i].2.saturating_add(size);
+                groups[i].3 += 1;
+            };
+            let classified = matches!(end, ProcessEnd::Exit | ProcessEnd::UnderscoreExit)
+                || !image.leak_entries.is_empty();
+            if classified {
+                let mut unknown_class = 0u64;
+                for e in &image.leak_entries {
+                    let kind = match e.class {
+                        wire::leak::DEFINITE => LeakKind::Definite,
+                        wire::leak::INDIRECT => LeakKind::Indirect,
+                        wire::leak::POSSIBLE => LeakKind::Possible,
+                        wire::leak::REACHABLE => LeakKind::Reachable,
+                        _ => {
+                            unknown_class += 1;
+                            LeakKind::Definite
+                        }
+                    };
+                    add(kind, e.stack, e.size);
+                }
+                if unknown_class > 0 {
+                    warnings.push(Warning {
+                        pid: Some(image.pid),
+                        message: format!(
+                            "{unknown_class} leaked blocks had an unknown class; reported as definite"
+                        ),
+                    });
+                }
+                let tracked = image.live.len() as u64;
+                if tracked != image.leak_entries.len() as u64 {
+                    warnings.push(Warning {
+                        pid: Some(image.pid),
+                        message: format!(
+                            "the shim classified {} blocks at exit but the analyzer tracked {} \
+                             live blocks; the leak records follow the shim",
+                            image.leak_entries.len(),
+                            tracked
+                        ),
+                    });
+                }
+            } else {
+                for block in image.live.values() {
+                    add(LeakKind::Unreleased, block.stack, block.size);
+                }
+            }
+            for (kind, stack, bytes, blocks) in groups {
+                leaks.push(LossRecord {
+                    kind,
+                    bytes,
+                    blocks,
+                    pid: image.pid,
+                    stack: stacks.stack(img, stack),
+                });
+            }
+            if image.unknown_frees > 0 {
+                warnings.push(Warning {
+                    pid: Some(image.pid),
+                    message: format!(
+                        "{} releases of blocks the analyzer did not see allocated",
+                        image.unknown_frees
+                    ),
+                });
+            }
+        }
+        // Biggest first; the sort is stable, so ties keep process and first-seen order.
+        leaks.sort_by_key(|l| std::cmp::Reverse(l.bytes));
+
+        let errors: Vec<ErrorReport> = self
+            .errors
+            .iter()
+            .map(|e| ErrorReport {
+                kind: e.kind,
+                pid: self.images[e.image].pid,
+                thread: e.tid,
+                count: e.count,
+                call: Some(wire::func::name(e.call).to_string()),
+                access: None,
+                block: e.block.clone(),
+                signal: None,
+                stack: stacks.stack(e.image, e.stack),
+                alloc_stack: e.alloc_stack.map(|s| stacks.stack(e.image, s)),
+                free_stack: e.free_stack.map(|s| stacks.stack(e.image, s)),
+                message: e.message.clone(),
+            })
+            .collect();
+
+        let mut leaked = LeakTotals::default();
+        for l in &leaks {
+            leaked.get_mut(l.kind).add(l.bytes, l.blocks, 1);
+            summary.in_use_at_exit.add(l.bytes, l.blocks, 1);
+        }
+        summary.leaked = leaked;
+        summary.processes = processes.len() as u64;
+        summary.errors = errors.iter().map(|e| e.count).sum();
+        summary.error_contexts = errors.len() as u64;
+
+        let mut all_warnings = self.warnings.clone();
+        all_warnings.extend(warnings);
+        Report {
+            schema: SCHEMA.to_string(),
+            command: self.command.clone(),
+            exit: self.main_exit.map(|(_, s)| s),
+            summary,
+            processes,
+            errors,
+            leaks,
+            warnings: all_warnings,
+        }
+    }
+}
+
+/// Turns (image, stack id) into report frames, symbolizing each pc once.
+struct StackResolver<'a, S: SymbolSource> {
+    analyzer: &'a Analyzer,
+    symbols: &'a mut S,
+    /// (module file id, module-relative pc) → frames.
+    cache: HashMap<(u32, u64), Vec<SymbolizedFrame>>,
+}
+
+impl<S: SymbolSource> StackResolver<'_, S> {
+    /// The image's definition of `id`, or an ancestor's for stacks a forked child inherited.
+    fn lookup(&self, mut img: usize, id: u32) -> Option<&Arc<[ResolvedPc]>> {
+        loop {
+            let image = &self.analyzer.images[img];
+            if let Some(s) = image.stacks.get(&id) {
+                return Some(s);
+            }
+            img = image.parent?;
+        }
+    }
+
+    fn stack(&mut self, img: usize, id: u32) -> Stack {
+        let Some(pcs) = self.lookup(img, id).cloned() else {
+            return Vec::new();
+        };
+        let limit = match self.analyzer.options.num_callers {
+            0 => usize::MAX,
+            n => n,
+        };
+        let mut out = Vec::new();
+        for rpc in pcs.iter() {
+            if out.len() >= limit {
+                break;
+            }
+            let Some(module_id) = rpc.module else {
+                out.push(Frame {
+                    address: rpc.pc,
+                    module: None,
+                    function: None,
+                    file: None,
+                    line: None,
+                    inlined: false,
+                });
+                continue;
+            };
+            let module = &self.analyzer.modules[module_id as usize];
+            let key = (module.file_id, rpc.pc.wrapping_sub(module.bias));
+            let symbols = &mut *self.symbols;
+            let frames = self.cache.entry(key).or_insert_with(|| {
+                let module_ref = ModuleRef {
+                    path: &module.path,
+                    build_id: &module.build_id,
+                    bias: module.bias,
+                };
+                symbols.symbolize(&module_ref, rpc.pc, true)
+            });
+            if frames.is_empty() {
+                frames.push(SymbolizedFrame {
+                    function: None,
+                    file: None,
+                    line: None,
+                    column: None,
+                    inlined: false,
+                });
+            }
+            for f in frames.iter() {
+                if out.len() >= limit {
+                    break;
+                }
+                out.push(Frame {
+                    address: rpc.pc,
+                    module: Some(module.path.clone()),
+                    function: f.function.clone(),
+                    file: f.file.clone(),
+                    line: f.line,
+                    inlined: f.inlined,
+                });
+            }
+        }
+        out
+    }
+}
+
+/// How a release call is named in messages: `free()` but `operator delete`.
+pub(crate) fn call_name(func: u8) -> String {
+    let name = wire::func::name(func);
+    if name.starts_with("operator") || name == "?" {
+        name.to_string()
+    } else {
+        format!("{name}()")
+    }
+}
+
+fn family_name(family: u8) -> &'static str {
+    match family {
+        wire::family::MALLOC => "malloc",
+        wire::family::NEW => "operator new",
+        wire::family::NEW_ARRAY => "operator new[]",
+        _ => "an unknown allocator",
+    }
+}
+
+pub(crate) fn plural<'a>(n: u64, one: &'a str, many: &'a str) -> &'a str {
+    if n == 1 {
+        one
+    } else {
+        many
+    }
+}

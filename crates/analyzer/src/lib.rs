@@ -1,0 +1,22 @@
+//! fencepost's analyzer: the pure, out-of-process half of the tool.
+//!
+//! Records from the shim (through the ring, or a trace file) are decoded ([`decode`]), fed in
+//! order to an [`Analyzer`] that tracks every process's heap, modules and stacks, and turned
+//! into one [`Report`] value, symbolized and sorted. Renderers ([`text`], the JSON form of
+//! [`Report`]) only read that value, so every output format tells the same story.
+
+pub mod analysis;
+pub mod decode;
+pub mod report;
+pub mod symbolize;
+pub mod text;
+pub mod wire;
+
+pub use analysis::{Analyzer, AnalyzerOptions, SymbolSource};
+pub use decode::{read_trace, DecodeError, Event, TraceRecords, TraceWriter};
+pub use report::{LeakKind, Report};
+pub use symbolize::Symbolizer;
+pub use text::{render_text, LeakCheck, TextOptions};
+
+#[cfg(test)]
+mod tests;

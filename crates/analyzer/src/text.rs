@@ -1,0 +1,425 @@
+//! The text report: reads like memcheck's (its users know it), but says plainly what is wrong
+//! and where the block came from. Only reads a [`Report`]; display options filter and
+//! shorten, they never change the findings (the JSON keeps everything).
+
+use std::fmt::Write;
+
+use crate::analysis::plural;
+use crate::report::{
+    ErrorKind, ErrorReport, ExitStatus, Frame, LeakKind, LeakTotal, LeakTotals, LossRecord,
+    ProcessEnd, ProcessReport, ProcessStartKind, Report,
+};
+
+/// `--leak-check`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LeakCheck {
+    /// No leak records and no leak summary.
+    No,
+    /// The leak summary only.
+    Summary,
+    /// Loss records of the shown kinds, then the summary.
+    #[default]
+    Full,
+}
+
+#[derive(Debug, Clone)]
+pub struct TextOptions {
+    pub leak_check: LeakCheck,
+    /// `--show-leak-kinds`: which loss records are printed in full.
+    pub show_leak_kinds: Vec<LeakKind>,
+    /// `--errors-for-leak-kinds`: which loss records count in the ERROR SUMMARY.
+    pub errors_for_leak_kinds: Vec<LeakKind>,
+    /// Frames shown per stack; 0 means all the report has.
+    pub num_callers: usize,
+}
+
+impl Default for TextOptions {
+    fn default() -> Self {
+        TextOptions {
+            leak_check: LeakCheck::Full,
+            show_leak_kinds: vec![LeakKind::Definite, LeakKind::Possible],
+            errors_for_leak_kinds: vec![LeakKind::Definite, LeakKind::Possible],
+            num_callers: 0,
+        }
+    }
+}
+
+/// Renders the whole report. One section per process image; when there are several, each
+/// starts with a line naming its pid and executable.
+pub fn render_text(report: &Report, opts: &TextOptions) -> String {
+    let mut out = String::new();
+    let several = report.processes.len() > 1;
+    let command = report.command.join(" ");
+    let main_pid = report
+        .processes
+        .iter()
+        .find(|p| p.start == ProcessStartKind::Main)
+        .or(report.processes.first())
+        .map(|p| p.pid);
+    match main_pid {
+        Some(pid) => {
+            let _ = writeln!(out, "fencepost: {} (pid {pid})", or_unknown(&command));
+        }
+        None => {
+            let _ = writeln!(out, "fencepost: {}", or_unknown(&command));
+        }
+    }
+
+    for (index, process) in report.processes.iter().enumerate() {
+        let owner = owns_findings(report, index);
+        if several {
+            let _ = writeln!(out, "\n{}", process_heading(process));
+        }
+        if owner {
+            for error in report.errors.iter().filter(|e| e.pid == process.pid) {
+                out.push('\n');
+                render_error(&mut out, error, opts.num_callers);
+            }
+        }
+        if process.end == ProcessEnd::Exec {
+            let _ = writeln!(
+                out,
+                "\nreplaced by exec: not leak-checked; total heap usage: {}",
+                heap_usage(process)
+            );
+            continue;
+        }
+        let records: Vec<&LossRecord> = if owner {
+            report
+                .leaks
+                .iter()
+                .filter(|l| l.pid == process.pid)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        render_process_leaks(&mut out, process, &records, opts);
+    }
+
+    if !report.warnings.is_empty() {
+        out.push('\n');
+        for w in &report.warnings {
+            match w.pid {
+                Some(pid) => {
+                    let _ = writeln!(out, "warning (pid {pid}): {}", w.message);
+                }
+                None => {
+                    let _ = writeln!(out, "warning: {}", w.message);
+                }
+            }
+        }
+    }
+
+    let leak_kinds: &[LeakKind] = if opts.leak_check == LeakCheck::No {
+        &[]
+    } else {
+        &opts.errors_for_leak_kinds
+    };
+    let errors = report.error_count(leak_kinds);
+    let contexts = report.error_contexts(leak_kinds);
+    let _ = writeln!(
+        out,
+        "\nERROR SUMMARY: {} {} from {} {}",
+        thousands(errors as u64),
+        plural(errors as u64, "error", "errors"),
+        thousands(contexts as u64),
+        plural(contexts as u64, "context", "contexts"),
+    );
+    out
+}
+
+/// Findings carry a pid, not an image: a pid that exec'd has several images, and its findings
+/// are shown once, in the section of its last image.
+fn owns_findings(report: &Report, index: usize) -> bool {
+    let pid = report.processes[index].pid;
+    let last = report
+        .processes
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.pid == pid)
+        .map(|(i, _)| i)
+        .next_back();
+    last == Some(index)
+}
+
+fn or_unknown(s: &str) -> &str {
+    if s.is_empty() {
+        "(unknown command)"
+    } else {
+        s
+    }
+}
+
+fn process_heading(p: &ProcessReport) -> String {
+    let origin = match p.start {
+        ProcessStartKind::Main => String::new(),
+        ProcessStartKind::Fork => format!(", forked from {}", p.ppid),
+        ProcessStartKind::Exec => ", after exec".to_string(),
+        ProcessStartKind::Unknown => String::new(),
+    };
+    let ending = match (p.end, p.exit) {
+        (ProcessEnd::Exec, _) => "replaced by exec".to_string(),
+        (_, Some(ExitStatus::Signal(s))) => format!("killed by {}", signal_name(s)),
+        (ProcessEnd::Died, _) => "died without exiting".to_string(),
+        (_, Some(ExitStatus::Code(c))) => format!("exited with code {c}"),
+        (_, None) => "exited".to_string(),
+    };
+    format!(
+        "== pid {}{origin}: {} ({ending}) ==",
+        p.pid,
+        or_unknown(&p.exe)
+    )
+}
+
+fn render_error(out: &mut String, e: &ErrorReport, num_callers: usize) {
+    let times = if e.count > 1 {
+        format!(" ({} times)", thousands(e.count))
+    } else {
+        String::new()
+    };
+    let thread = if e.thread != 0 && e.thread != e.pid {
+        format!(" [thread {}]", e.thread)
+    } else {
+        String::new()
+    };
+    let _ = writeln!(out, "{}: {}{times}{thread}", e.kind, e.message);
+    render_stack(out, &e.stack, num_callers);
+    if let Some(access) = &e.access {
+        let op = match access.op {
+            crate::report::AccessOp::Read => "read",
+            crate::report::AccessOp::Write => "write",
+        };
+        let _ = writeln!(
+            out,
+            " {op} of {} {} at {:#x}",
+            access.size,
+            plural(access.size, "byte", "bytes"),
+            access.address
+        );
+    }
+    if let Some(stack) = &e.alloc_stack {
+        let (size, by) = match &e.block {
+            Some(b) => (
+                b.size,
+                b.allocated_by
+                    .as_deref()
+                    .map(|f| format!(" by {f}"))
+                    .unwrap_or_default(),
+            ),
+            None => (0, String::new()),
+        };
+        let what = match (&e.block, e.kind) {
+            (Some(b), ErrorKind::InvalidFree) if b.offset != 0 => format!(
+                " the address is {} {} inside a block of {} {} allocated{by} at",
+                b.offset,
+                plural(b.offset.unsigned_abs(), "byte", "bytes"),
+                thousands(size),
+                plural(size, "byte", "bytes")
+            ),
+            _ => format!(
+                " block of {} {} allocated{by} at",
+                thousands(size),
+                plural(size, "byte", "bytes")
+            ),
+        };
+        let _ = writeln!(out, "{what}");
+        render_stack(out, stack, num_callers);
+    }
+    if let Some(stack) = &e.free_stack {
+        let _ = writeln!(out, " freed at");
+        render_stack(out, stack, num_callers);
+    }
+}
+
+fn render_stack(out: &mut String, stack: &[Frame], num_callers: usize) {
+    if stack.is_empty() {
+        let _ = writeln!(out, "   (no stack recorded)");
+        return;
+    }
+    let limit = if num_callers == 0 {
+        stack.len()
+    } else {
+        num_callers
+    };
+    for (i, frame) in stack.iter().take(limit).enumerate() {
+        let lead = if i == 0 { "at" } else { "by" };
+        let _ = writeln!(out, "   {lead} {}", frame_text(frame));
+    }
+}
+
+/// `func (file:line)`, or `0xADDR (in module)` when the function is unknown.
+pub fn frame_text(f: &Frame) -> String {
+    let mut s = match &f.function {
+        Some(func) => func.clone(),
+        None => format!("{:#x}", f.address),
+    };
+    match (&f.file, f.line, &f.module) {
+        (Some(file), Some(line), _) => {
+            let _ = write!(s, " ({}:{line})", basename(file));
+        }
+        (Some(file), None, _) => {
+            let _ = write!(s, " ({})", basename(file));
+        }
+        (None, _, Some(module)) => {
+            let _ = write!(s, " (in {module})");
+        }
+        (None, _, None) => {}
+    }
+    if f.inlined {
+        s.push_str(" (inlined)");
+    }
+    s
+}
+
+fn basename(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+fn render_process_leaks(
+    out: &mut String,
+    process: &ProcessReport,
+    records: &[&LossRecord],
+    opts: &TextOptions,
+) {
+    let mut totals = LeakTotals::default();
+    let mut in_use = LeakTotal::default();
+    for r in records {
+        totals.get_mut(r.kind).add(r.bytes, r.blocks, 1);
+        in_use.add(r.bytes, r.blocks, 1);
+    }
+
+    if opts.leak_check == LeakCheck::Full {
+        let n = records.len();
+        for (i, r) in records.iter().enumerate() {
+            if !opts.show_leak_kinds.contains(&r.kind) {
+                continue;
+            }
+            let _ = writeln!(
+                out,
+                "\n{} {} in {} {} {} (loss record {} of {})",
+                thousands(r.bytes),
+                plural(r.bytes, "byte", "bytes"),
+                thousands(r.blocks),
+                plural(r.blocks, "block", "blocks"),
+                leak_phrase(r.kind),
+                i + 1,
+                n
+            );
+            render_stack(out, &r.stack, opts.num_callers);
+        }
+    }
+
+    let _ = writeln!(
+        out,
+        "\nHEAP SUMMARY: in use at exit: {} {} in {} {}; total heap usage: {}",
+        thousands(in_use.bytes),
+        plural(in_use.bytes, "byte", "bytes"),
+        thousands(in_use.blocks),
+        plural(in_use.blocks, "block", "blocks"),
+        heap_usage(process)
+    );
+    if opts.leak_check == LeakCheck::No {
+        return;
+    }
+    let _ = writeln!(out, "LEAK SUMMARY:");
+    let lines = [
+        ("   definitely lost", LeakKind::Definite),
+        ("   indirectly lost", LeakKind::Indirect),
+        ("     possibly lost", LeakKind::Possible),
+        ("   still reachable", LeakKind::Reachable),
+    ];
+    for (label, kind) in lines {
+        let t = totals.get(kind);
+        let _ = writeln!(out, "{label}: {}", bytes_in_blocks(t));
+    }
+    if totals.unreleased.blocks > 0 || process.end == ProcessEnd::Died {
+        let _ = writeln!(
+            out,
+            "        unreleased: {} (the process died before exit)",
+            bytes_in_blocks(&totals.unreleased)
+        );
+    }
+    let hidden: Vec<&str> = LeakKind::ALL
+        .iter()
+        .filter(|k| totals.get(**k).records > 0)
+        .filter(|k| opts.leak_check != LeakCheck::Full || !opts.show_leak_kinds.contains(k))
+        .map(|k| k.as_str())
+        .collect();
+    if !hidden.is_empty() {
+        let _ = writeln!(
+            out,
+            "   not shown: {} (rerun with --leak-check=full --show-leak-kinds=all to see them)",
+            hidden.join(", ")
+        );
+    }
+}
+
+fn heap_usage(p: &ProcessReport) -> String {
+    let inherited = if p.inherited > 0 {
+        format!(" ({} inherited from the parent)", thousands(p.inherited))
+    } else {
+        String::new()
+    };
+    format!(
+        "{} {}{inherited}, {} {}, {} {} allocated",
+        thousands(p.allocations),
+        plural(p.allocations, "alloc", "allocs"),
+        thousands(p.frees),
+        plural(p.frees, "free", "frees"),
+        thousands(p.bytes_allocated),
+        plural(p.bytes_allocated, "byte", "bytes"),
+    )
+}
+
+fn bytes_in_blocks(t: &LeakTotal) -> String {
+    format!(
+        "{} {} in {} {}",
+        thousands(t.bytes),
+        plural(t.bytes, "byte", "bytes"),
+        thousands(t.blocks),
+        plural(t.blocks, "block", "blocks")
+    )
+}
+
+fn leak_phrase(kind: LeakKind) -> &'static str {
+    match kind {
+        LeakKind::Definite => "are definitely lost",
+        LeakKind::Indirect => "are indirectly lost",
+        LeakKind::Possible => "are possibly lost",
+        LeakKind::Reachable => "are still reachable",
+        LeakKind::Unreleased => "were never released (the process died)",
+    }
+}
+
+fn signal_name(sig: i32) -> String {
+    let name = match sig {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        4 => "SIGILL",
+        5 => "SIGTRAP",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        11 => "SIGSEGV",
+        13 => "SIGPIPE",
+        14 => "SIGALRM",
+        15 => "SIGTERM",
+        _ => return format!("signal {sig}"),
+    };
+    format!("signal {sig} ({name})")
+}
+
+/// `1234567` → `1,234,567`, as memcheck prints counts.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}

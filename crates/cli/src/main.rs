@@ -1,0 +1,300 @@
+//! `fencepost`: the command line. Thin glue over the analyzer library and the shim.
+
+mod ring;
+mod session;
+mod target;
+
+use clap::{Args, Parser, Subcommand};
+use fencepost_analyzer::{
+    render_text, AnalyzerOptions, LeakCheck, LeakKind, Report, Symbolizer, TextOptions,
+};
+use session::{MainStatus, RunConfig};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "fencepost",
+    version,
+    about = "Finds heap errors and leaks in unmodified Linux x86-64 programs"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a program and report its heap errors and leaks.
+    Run {
+        #[command(flatten)]
+        trace: TraceArgs,
+        #[command(flatten)]
+        report: ReportArgs,
+        /// The program and its arguments.
+        #[arg(
+            required = true,
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "PROG [ARGS]"
+        )]
+        program: Vec<String>,
+    },
+    /// Run a program and keep its event stream in a trace file (read it with `report`).
+    Record {
+        /// The trace file to write.
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: PathBuf,
+        #[command(flatten)]
+        trace: TraceArgs,
+        #[command(flatten)]
+        report: ReportArgs,
+        #[arg(
+            required = true,
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "PROG [ARGS]"
+        )]
+        program: Vec<String>,
+    },
+    /// Make the report of a trace file written by `record`.
+    Report {
+        /// The trace file.
+        trace_file: PathBuf,
+        #[command(flatten)]
+        report: ReportArgs,
+    },
+}
+
+#[derive(Args, Clone)]
+struct TraceArgs {
+    /// Follow programs started with exec (forked processes are always followed).
+    #[arg(long, value_name = "yes|no", default_value = "no", value_parser = yes_no)]
+    trace_children: bool,
+    /// Size of the event ring shared with the program, in MiB.
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    ring_mb: u32,
+}
+
+#[derive(Args, Clone)]
+struct ReportArgs {
+    /// How much to say about leaks.
+    #[arg(long, value_name = "no|summary|full", default_value = "full", value_parser = leak_check)]
+    leak_check: LeakCheck,
+    /// Which loss records to print in full: definite,indirect,possible,reachable,unreleased, all or none.
+    #[arg(long, value_name = "KINDS", default_value = "definite,possible", value_parser = leak_kinds)]
+    show_leak_kinds: LeakKindSet,
+    /// Which loss records count as errors.
+    #[arg(long, value_name = "KINDS", default_value = "definite,possible", value_parser = leak_kinds)]
+    errors_for_leak_kinds: LeakKindSet,
+    /// Exit with N when errors were found.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..))]
+    error_exitcode: Option<u8>,
+    /// Frames recorded and shown per stack.
+    #[arg(long, value_name = "N", default_value_t = 24, value_parser = clap::value_parser!(u32).range(1..=256))]
+    num_callers: u32,
+    /// Write the text report to FILE instead of stderr.
+    #[arg(long, value_name = "FILE")]
+    log_file: Option<PathBuf>,
+    /// Write the JSON report (docs/report-format.md) to FILE.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+}
+
+fn yes_no(s: &str) -> Result<bool, String> {
+    match s {
+        "yes" => Ok(true),
+        "no" => Ok(false),
+        _ => Err("expected yes or no".into()),
+    }
+}
+
+fn leak_check(s: &str) -> Result<LeakCheck, String> {
+    match s {
+        "no" => Ok(LeakCheck::No),
+        "summary" => Ok(LeakCheck::Summary),
+        "full" | "yes" => Ok(LeakCheck::Full),
+        _ => Err("expected no, summary or full".into()),
+    }
+}
+
+/// A comma list of leak kinds, as memcheck spells them (`all` and `none` too).
+fn leak_kinds(s: &str) -> Result<LeakKindSet, String> {
+    LeakKind::parse_set(s).map(LeakKindSet)
+}
+
+#[derive(Clone)]
+struct LeakKindSet(Vec<LeakKind>);
+
+fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("fencepost: {msg}");
+    ExitCode::from(1)
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
+                let _ = e.print();
+                return ExitCode::from(
+                    if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                        2
+                    } else {
+                        0
+                    },
+                );
+            }
+            let text = e.to_string();
+            let first = text
+                .lines()
+                .next()
+                .unwrap_or("bad arguments")
+                .trim_start_matches("error: ");
+            eprintln!("fencepost: {first} (see fencepost --help)");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command {
+        Command::Run {
+            trace,
+            report,
+            program,
+        } => run(program, trace, report, None),
+        Command::Record {
+            output,
+            trace,
+            report,
+            program,
+        } => run(program, trace, report, Some(output)),
+        Command::Report { trace_file, report } => replay(trace_file, report),
+    }
+}
+
+/// The shim next to our own executable, or `FENCEPOST_SHIM`.
+fn find_shim() -> Result<PathBuf, String> {
+    if let Some(p) = std::env::var_os("FENCEPOST_SHIM") {
+        let p = PathBuf::from(p);
+        return if p.is_file() {
+            std::fs::canonicalize(&p).map_err(|e| format!("FENCEPOST_SHIM: {e}"))
+        } else {
+            Err(format!(
+                "FENCEPOST_SHIM names '{}', which does not exist",
+                p.display()
+            ))
+        };
+    }
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find my own executable: {e}"))?;
+    let dir = exe.parent().ok_or("cannot find my own directory")?;
+    let shim = dir.join("libfencepost_shim.so");
+    if shim.is_file() {
+        Ok(shim)
+    } else {
+        Err(format!(
+            "cannot find libfencepost_shim.so next to {} (build it with cargo build --release, or set FENCEPOST_SHIM)",
+            exe.display()
+        ))
+    }
+}
+
+fn text_options(r: &ReportArgs) -> TextOptions {
+    TextOptions {
+        leak_check: r.leak_check,
+        show_leak_kinds: r.show_leak_kinds.0.clone(),
+        errors_for_leak_kinds: r.errors_for_leak_kinds.0.clone(),
+        num_callers: r.num_callers as usize,
+    }
+}
+
+fn run(
+    program: Vec<String>,
+    trace: TraceArgs,
+    report: ReportArgs,
+    output: Option<PathBuf>,
+) -> ExitCode {
+    let shim = match find_shim() {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let cfg = RunConfig {
+        program,
+        shim,
+        ring_bytes: trace.ring_mb as usize * 1024 * 1024,
+        num_callers: report.num_callers,
+        trace_children: trace.trace_children,
+        analyzer: AnalyzerOptions {
+            num_callers: report.num_callers as usize,
+        },
+        trace_out: output,
+    };
+    let outcome = match session::run(cfg) {
+        Ok(o) => o,
+        Err(e) => return fail(e),
+    };
+    for w in &outcome.warnings {
+        eprintln!("fencepost: warning: {w}");
+    }
+    let mut symbols = Symbolizer::new();
+    let rep = outcome.analyzer.finish(&mut symbols);
+    let code = match outcome.status {
+        MainStatus::Code(c) => c,
+        MainStatus::Signal(s) => 128 + s,
+    };
+    emit(&rep, &report, code)
+}
+
+fn replay(path: PathBuf, report: ReportArgs) -> ExitCode {
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) => return fail(format!("cannot read '{}': {e}", path.display())),
+    };
+    let mut analyzer = fencepost_analyzer::Analyzer::new(AnalyzerOptions {
+        num_callers: report.num_callers as usize,
+    });
+    if let Err(e) = analyzer.feed_trace(&bytes) {
+        return fail(format!("'{}': {e}", path.display()));
+    }
+    let mut symbols = Symbolizer::new();
+    let rep = analyzer.finish(&mut symbols);
+    let code = match rep.exit {
+        Some(fencepost_analyzer::report::ExitStatus::Code(c)) => c,
+        Some(fencepost_analyzer::report::ExitStatus::Signal(s)) => 128 + s,
+        None => 0,
+    };
+    emit(&rep, &report, code)
+}
+
+/// Writes the text and JSON reports and picks the exit status.
+fn emit(rep: &Report, args: &ReportArgs, program_code: i32) -> ExitCode {
+    let text = render_text(rep, &text_options(args));
+    match &args.log_file {
+        Some(path) => {
+            if let Err(e) = std::fs::write(path, &text) {
+                return fail(format!(
+                    "cannot write the log file '{}': {e}",
+                    path.display()
+                ));
+            }
+        }
+        None => eprint!("{text}"),
+    }
+    if let Some(path) = &args.json {
+        if let Err(e) = std::fs::write(path, rep.to_json()) {
+            return fail(format!(
+                "cannot write the JSON report '{}': {e}",
+                path.display()
+            ));
+        }
+    }
+    let errors = rep.error_count(&args.errors_for_leak_kinds.0);
+    match args.error_exitcode {
+        Some(n) if errors > 0 => ExitCode::from(n),
+        _ => ExitCode::from((program_code & 0xff) as u8),
+    }
+}

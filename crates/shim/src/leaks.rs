@@ -1,0 +1,344 @@
+//! Leak classification at exit, in memcheck's terms.
+//!
+//! Roots are the process's writable memory (module data, every thread's stack, TLS, and
+//! anonymous mappings), minus the heap regions themselves and the shim's own memory. From the
+//! roots we mark blocks: a start pointer from a root or a reachable block makes a block
+//! `reachable`; any other pointer makes it `possible`. Blocks never marked are lost; each lost
+//! block not reached from another lost block leads a clique (`definite`) and the lost blocks
+//! reachable from it are `indirect`. Memory is read with `process_vm_readv` on ourselves, so
+//! a mapping that vanishes under us is an error code, not a crash.
+
+use crate::table::{self, BlockMeta};
+use crate::wire::{self, kind, leak};
+use crate::{arena, process, ring};
+
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct Block {
+    addr: u64,
+    meta: BlockMeta,
+}
+
+const UNREACHED: u8 = 0;
+
+struct Scan {
+    blocks: *mut Block,
+    n: usize,
+    state: *mut u8,
+    clique: *mut u32,
+    stack: *mut u32,
+    sp: usize,
+    buf: *mut u8,
+}
+
+const BUF_LEN: usize = 1 << 16;
+
+impl Scan {
+    fn blocks(&self) -> &[Block] {
+        // SAFETY: `blocks` holds `n` initialized entries for the scan's life.
+        unsafe { core::slice::from_raw_parts(self.blocks, self.n) }
+    }
+    fn state(&mut self) -> &mut [u8] {
+        // SAFETY: `state` holds `n` bytes.
+        unsafe { core::slice::from_raw_parts_mut(self.state, self.n) }
+    }
+
+    /// Index of the block containing `p`, if any.
+    fn find(&self, p: u64) -> Option<usize> {
+        let b = self.blocks();
+        let i = b.partition_point(|x| x.addr <= p);
+        if i == 0 {
+            return None;
+        }
+        let blk = &b[i - 1];
+        if p < blk.addr + blk.meta.size || p == blk.addr {
+            Some(i - 1)
+        } else {
+            None
+        }
+    }
+}
+
+/// Classifies every live block and emits the LeakBlocks and ProcessExit records.
+/// Called once, from the exit path, with `sp` the stack pointer at entry.
+pub fn classify_and_report(sp: usize, how: u32, code: i32) {
+    table::lock_all();
+    let n = table::live_count();
+    let bytes = |per: usize| (n.max(1)) * per;
+    let blocks = arena::alloc(bytes(core::mem::size_of::<Block>())) as *mut Block;
+    let state = arena::alloc(bytes(1));
+    let clique = arena::alloc(bytes(4)) as *mut u32;
+    let stack = arena::alloc(bytes(8)) as *mut u32;
+    let buf = arena::alloc(BUF_LEN);
+    if blocks.is_null() || state.is_null() || clique.is_null() || stack.is_null() || buf.is_null() {
+        table::unlock_all();
+        emit_exit(how, code);
+        return;
+    }
+    let mut i = 0;
+    table::for_each(|addr, meta| {
+        if i < n {
+            // SAFETY: i < n, the array has n slots.
+            unsafe { *blocks.add(i) = Block { addr, meta } };
+            i += 1;
+        }
+    });
+    table::unlock_all();
+    let mut scan = Scan {
+        blocks,
+        n: i,
+        state,
+        clique,
+        stack,
+        sp,
+        buf,
+    };
+    // SAFETY: the first `i` entries were written above.
+    unsafe { core::slice::from_raw_parts_mut(blocks, scan.n) }.sort_unstable_by_key(|b| b.addr);
+
+    mark_from_roots(&mut scan);
+    mark_cliques(&mut scan);
+    emit_classes(&scan);
+    emit_exit(how, code);
+}
+
+fn emit_exit(how: u32, code: i32) {
+    let mut p = [0u8; wire::PROCESS_EXIT_LEN];
+    let mut w = wire::PayloadWriter::new(&mut p);
+    w.u32(process::pid());
+    w.u32(how);
+    w.i32(code);
+    w.u32(0);
+    w.u64(crate::sys::now_ns());
+    ring::emit(kind::PROCESS_EXIT, &[&p]);
+}
+
+/// Copies `[at, at+out.len()*8)` of our own memory into `out` through the kernel, so a
+/// mapping that vanished under us is an error code, not a crash. Returns the bytes read.
+fn read_self(at: usize, out: &mut [u64]) -> usize {
+    let local = libc::iovec {
+        iov_base: out.as_mut_ptr() as *mut libc::c_void,
+        iov_len: out.len() * 8,
+    };
+    let remote = libc::iovec {
+        iov_base: at as *mut libc::c_void,
+        iov_len: out.len() * 8,
+    };
+    // SAFETY: the kernel checks the remote range and writes at most `out`'s length.
+    let got = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+    if got <= 0 {
+        0
+    } else {
+        got as usize & !7
+    }
+}
+
+/// Calls `f(scan, word)` for every aligned 8-byte word of `[lo, hi)`.
+fn scan_words(scan: &mut Scan, lo: usize, hi: usize, mut f: impl FnMut(&mut Scan, u64)) {
+    let mut at = (lo + 7) & !7;
+    while at + 8 <= hi {
+        let want = ((hi - at) & !7).min(BUF_LEN);
+        // SAFETY: `buf` is BUF_LEN bytes of arena memory that only this function uses.
+        let words = unsafe { core::slice::from_raw_parts_mut(scan.buf as *mut u64, want / 8) };
+        let got = read_self(at, words);
+        if got == 0 {
+            at = (at + 4096) & !4095; // unreadable page: skip it
+            continue;
+        }
+        for k in 0..got / 8 {
+            // SAFETY: as above; `f` never touches `buf`.
+            let w = unsafe { *(scan.buf as *const u64).add(k) };
+            f(scan, w);
+        }
+        at += got;
+    }
+}
+
+/// memcheck's "this interior pointer is really a start pointer" heuristics, which it
+/// enables by default (`--leak-check-heuristics=all`): a C++ `new[]` cookie, a
+/// length-prefixed buffer, an old-ABI std::string.
+fn heuristic_start(b: &Block, p: u64) -> bool {
+    let off = p - b.addr;
+    if off != 8 && off != 24 {
+        return false;
+    }
+    let mut words = [0u64; 3];
+    let need = (off / 8) as usize;
+    if b.meta.size < off || read_self(b.addr as usize, &mut words[..need]) != need * 8 {
+        return false;
+    }
+    let size = b.meta.size;
+    match off {
+        8 => (words[0] != 0 && (size - 8) % words[0] == 0) || words[0] == size - 8,
+        _ => words[0] <= words[1] && words[1] + 1 + 24 <= size,
+    }
+}
+
+const REACHABLE: u8 = leak::REACHABLE;
+const POSSIBLE: u8 = leak::POSSIBLE;
+
+/// Upgrades the block `p` points into (unreached → possible → reachable) and queues it for
+/// scanning when its state changed.
+fn push(scan: &mut Scan, top: &mut usize, p: u64, prior_definite: bool) {
+    let Some(i) = scan.find(p) else { return };
+    let b = scan.blocks()[i];
+    let st = scan.state()[i];
+    if st == REACHABLE {
+        return;
+    }
+    let start = p == b.addr || (prior_definite && heuristic_start(&b, p));
+    let new = if start && prior_definite {
+        REACHABLE
+    } else if st == UNREACHED {
+        POSSIBLE
+    } else {
+        return;
+    };
+    scan.state()[i] = new;
+    // A block is queued at most twice; the queue holds 2n entries.
+    if *top < 2 * scan.n {
+        // SAFETY: top < 2n, the queue's length.
+        unsafe { *scan.stack.add(*top) = i as u32 };
+        *top += 1;
+    }
+}
+
+fn drain(scan: &mut Scan, top: &mut usize) {
+    while *top > 0 {
+        *top -= 1;
+        // SAFETY: top < 2n.
+        let i = unsafe { *scan.stack.add(*top) } as usize;
+        let b = scan.blocks()[i];
+        let definite = scan.state()[i] == REACHABLE;
+        let mut local_top = *top;
+        scan_words(
+            scan,
+            b.addr as usize,
+            (b.addr + b.meta.size) as usize,
+            |scan, w| push(scan, &mut local_top, w, definite),
+        );
+        *top = local_top;
+    }
+}
+
+fn mark_from_roots(scan: &mut Scan) {
+    let mut top = 0usize;
+    let skip = [arena::range(), ring::range(), process::own_data_range()];
+    let sp = scan.sp;
+    const MAX_ROOTS: usize = 1 << 16;
+    let roots_mem = arena::alloc(MAX_ROOTS * 16) as *mut (usize, usize);
+    if roots_mem.is_null() {
+        return;
+    }
+    // SAFETY: the arena chunk holds MAX_ROOTS zeroed pairs.
+    let roots = unsafe { core::slice::from_raw_parts_mut(roots_mem, MAX_ROOTS) };
+    let mut nroots = 0;
+    process::for_each_writable_mapping(|lo, hi| {
+        if nroots < MAX_ROOTS {
+            roots[nroots] = (lo, hi);
+            nroots += 1;
+        }
+    });
+    for &(lo, hi) in &roots[..nroots] {
+        if skip.iter().any(|&(a, b)| a < b && lo < b && a < hi) {
+            continue;
+        }
+        // A mapping that holds heap blocks is the heap: its blocks are reached through the
+        // marking; its free space must not count as a root.
+        let blocks = scan.blocks();
+        let j = blocks.partition_point(|x| (x.addr as usize) < lo);
+        if j < blocks.len() && (blocks[j].addr as usize) < hi {
+            continue;
+        }
+        // The current thread's stack: only the live part, above the shim's own frames.
+        let lo = if lo <= sp && sp < hi { sp } else { lo };
+        scan_words(scan, lo, hi, |scan, w| {
+            push(scan, &mut top, w, true);
+        });
+        drain(scan, &mut top);
+    }
+}
+
+fn mark_cliques(scan: &mut Scan) {
+    const NONE: u32 = u32::MAX;
+    for i in 0..scan.n {
+        // SAFETY: i < n.
+        unsafe { *scan.clique.add(i) = NONE };
+    }
+    for leader in 0..scan.n {
+        // SAFETY: leader < n.
+        if scan.state()[leader] != UNREACHED || unsafe { *scan.clique.add(leader) } != NONE {
+            continue; // reached from a root, or already indirect in an earlier clique
+        }
+        // SAFETY: leader < n; the queue has 2n slots.
+        unsafe {
+            *scan.clique.add(leader) = leader as u32;
+            *scan.stack.add(0) = leader as u32;
+        }
+        let mut top = 1usize;
+        while top > 0 {
+            top -= 1;
+            // SAFETY: top < 2n.
+            let i = unsafe { *scan.stack.add(top) } as usize;
+            let b = scan.blocks()[i];
+            scan_words(
+                scan,
+                b.addr as usize,
+                (b.addr + b.meta.size) as usize,
+                |scan, w| {
+                    let Some(j) = scan.find(w) else { return };
+                    if j == leader || scan.state()[j] != UNREACHED {
+                        return;
+                    }
+                    // SAFETY: j < n.
+                    let c = unsafe { &mut *scan.clique.add(j) };
+                    if *c == NONE {
+                        *c = leader as u32;
+                        if top < 2 * scan.n {
+                            // SAFETY: top < 2n.
+                            unsafe { *scan.stack.add(top) = j as u32 };
+                            top += 1;
+                        }
+                    } else if *c == j as u32 {
+                        // The leader of an earlier clique: it and its clique are indirect now.
+                        *c = leader as u32;
+                    }
+                },
+            );
+        }
+    }
+}
+
+fn emit_classes(scan: &Scan) {
+    const PER: usize = 1000;
+    let mut rec = [0u8; wire::LEAK_BLOCKS_FIXED + PER * wire::LEAK_ENTRY_LEN];
+    let blocks = scan.blocks();
+    let mut i = 0;
+    while i < blocks.len() {
+        let n = (blocks.len() - i).min(PER);
+        let mut w = wire::PayloadWriter::new(&mut rec);
+        w.u32(process::pid());
+        w.u32(n as u32);
+        for k in i..i + n {
+            let b = &blocks[k];
+            // SAFETY: k < n.
+            let st = unsafe { *scan.state.add(k) };
+            let class = match st {
+                REACHABLE => leak::REACHABLE,
+                POSSIBLE => leak::POSSIBLE,
+                // SAFETY: k < n.
+                _ if unsafe { *scan.clique.add(k) } == k as u32 => leak::DEFINITE,
+                _ => leak::INDIRECT,
+            };
+            w.u64(b.addr);
+            w.u64(b.meta.size);
+            w.u32(b.meta.stack);
+            w.u8(class);
+            w.u8(b.meta.family);
+            w.u16(0);
+        }
+        let len = w.len();
+        ring::emit(kind::LEAK_BLOCKS, &[&rec[..len]]);
+        i += n;
+    }
+}

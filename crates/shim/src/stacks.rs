@@ -1,0 +1,136 @@
+//! Stack capture and deduplication.
+//!
+//! A stack is hashed from its program counters; the first thread to see a hash assigns it
+//! an id and emits its frames once (`StackDef`); everyone after refers to the id. The table
+//! is lock-free (CAS on the hash word); a full table degrades to emitting every stack.
+
+use crate::wire::{self, kind};
+use crate::{arena, modules, process, ring, unwind};
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
+
+pub const MAX_FRAMES: usize = 256;
+const SLOTS: usize = 1 << 18;
+
+#[repr(C)]
+struct Slot {
+    hash: AtomicU64,
+    id: AtomicU32,
+    _pad: u32,
+}
+
+static SLOTS_PTR: AtomicPtr<Slot> = AtomicPtr::new(core::ptr::null_mut());
+static NEXT_ID: AtomicU32 = AtomicU32::new(1);
+static USED: AtomicU32 = AtomicU32::new(0);
+/// Frames recorded per stack (`--num-callers`).
+pub static DEPTH: AtomicU32 = AtomicU32::new(24);
+
+fn slots() -> *mut Slot {
+    let p = SLOTS_PTR.load(Ordering::Acquire);
+    if !p.is_null() {
+        return p;
+    }
+    let fresh = arena::alloc(SLOTS * core::mem::size_of::<Slot>()) as *mut Slot;
+    if fresh.is_null() {
+        return fresh;
+    }
+    match SLOTS_PTR.compare_exchange(
+        core::ptr::null_mut(),
+        fresh,
+        Ordering::AcqRel,
+        Ordering::Acquire,
+    ) {
+        Ok(_) => fresh,
+        Err(other) => {
+            arena::free(fresh as *mut u8, SLOTS * core::mem::size_of::<Slot>());
+            other
+        }
+    }
+}
+
+fn hash(pcs: &[u64]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ pcs.len() as u64;
+    for &pc in pcs {
+        h = (h ^ pc).wrapping_mul(0x0100_0000_01b3).rotate_left(23);
+    }
+    h = (h ^ (h >> 33)).wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h.max(2) // 0 means empty
+}
+
+/// Captures the calling thread's stack, without the shim's own frames, and returns its id,
+/// emitting its definition the first time it is seen.
+#[inline(never)]
+pub fn current() -> u32 {
+    if !ring::recording() {
+        return 0;
+    }
+    let depth = (DEPTH.load(Ordering::Relaxed) as usize).clamp(1, MAX_FRAMES);
+    let mut pcs = [0u64; MAX_FRAMES + 16];
+    let n = unwind::capture_stack(&mut pcs[..depth + 16], 0);
+    let first = pcs[..n]
+        .iter()
+        .position(|&pc| !process::in_own_text(pc))
+        .unwrap_or(n);
+    let end = n.min(first + depth);
+    intern(&pcs[first..end])
+}
+
+/// The id of a stack given by its frames.
+pub fn intern(pcs: &[u64]) -> u32 {
+    if !ring::recording() {
+        return 0;
+    }
+    let h = hash(pcs);
+    let table = slots();
+    if table.is_null() || USED.load(Ordering::Relaxed) as usize > SLOTS * 3 / 4 {
+        return define(pcs);
+    }
+    let mut i = h as usize & (SLOTS - 1);
+    loop {
+        // SAFETY: i < SLOTS and the table has SLOTS slots.
+        let slot = unsafe { &*table.add(i) };
+        let cur = slot.hash.load(Ordering::Acquire);
+        if cur == h {
+            // Another thread may still be publishing the id.
+            loop {
+                let id = slot.id.load(Ordering::Acquire);
+                if id != 0 {
+                    return id;
+                }
+                core::hint::spin_loop();
+            }
+        }
+        if cur == 0 {
+            if slot
+                .hash
+                .compare_exchange(0, h, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                USED.fetch_add(1, Ordering::Relaxed);
+                let id = define(pcs);
+                slot.id.store(id, Ordering::Release);
+                return id;
+            }
+            continue; // lost the race for this slot: look at it again
+        }
+        i = (i + 1) & (SLOTS - 1);
+    }
+}
+
+fn define(pcs: &[u64]) -> u32 {
+    // A new stack may point into a library loaded since we last looked.
+    modules::refresh();
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let mut head = [0u8; wire::STACK_DEF_FIXED];
+    let mut w = wire::PayloadWriter::new(&mut head);
+    w.u32(process::pid());
+    w.u32(id);
+    w.u32(pcs.len() as u32);
+    w.u32(0);
+    let mut frames = [0u8; MAX_FRAMES * 8];
+    for (i, pc) in pcs.iter().enumerate() {
+        frames[i * 8..i * 8 + 8].copy_from_slice(&pc.to_le_bytes());
+    }
+    ring::emit(kind::STACK_DEF, &[&head, &frames[..pcs.len() * 8]]);
+    id
+}

@@ -1,0 +1,234 @@
+//! The table of live blocks: address → size, allocating family, entry point, stack.
+//!
+//! Sharded open addressing in arena memory (never in user pages, so an overrun cannot
+//! corrupt it). Each shard has its own lock; the event for a change is emitted while the
+//! shard lock is held, so the ring's order of alloc/free events for one address is the order
+//! in which the table saw them, and a fork (which takes every shard lock) sees a table that
+//! matches the events before its `ForkPrepare`.
+
+use crate::arena;
+use crate::sys::SpinLock;
+use core::cell::UnsafeCell;
+
+const SHARDS: usize = 64;
+const EMPTY: u64 = 0;
+const TOMB: u64 = 1;
+
+#[derive(Clone, Copy, Default)]
+#[repr(C)]
+pub struct BlockMeta {
+    pub size: u64,
+    pub stack: u32,
+    pub family: u8,
+    pub func: u8,
+}
+
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct Slot {
+    key: u64,
+    meta: BlockMeta,
+}
+
+struct ShardData {
+    slots: *mut Slot,
+    cap: usize,
+    len: usize,
+    tombs: usize,
+}
+
+pub struct Shard {
+    lock: SpinLock,
+    data: UnsafeCell<ShardData>,
+}
+
+// SAFETY: `data` is only touched with `lock` held (or by the single thread left at exit/fork).
+unsafe impl Sync for Shard {}
+
+static TABLE: [Shard; SHARDS] = [const {
+    Shard {
+        lock: SpinLock::new(),
+        data: UnsafeCell::new(ShardData {
+            slots: core::ptr::null_mut(),
+            cap: 0,
+            len: 0,
+            tombs: 0,
+        }),
+    }
+}; SHARDS];
+
+#[inline]
+fn mix(addr: u64) -> u64 {
+    let x = (addr >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    x ^ (x >> 29)
+}
+
+/// The shard responsible for `addr`, locked. Dropping the guard unlocks it.
+pub fn lock(addr: u64) -> ShardGuard {
+    let shard = &TABLE[(mix(addr) >> 58) as usize % SHARDS];
+    shard.lock.lock();
+    ShardGuard { shard }
+}
+
+pub struct ShardGuard {
+    shard: &'static Shard,
+}
+
+impl Drop for ShardGuard {
+    fn drop(&mut self) {
+        self.shard.lock.unlock();
+    }
+}
+
+impl ShardGuard {
+    fn data(&mut self) -> &mut ShardData {
+        // SAFETY: the guard holds the shard lock.
+        unsafe { &mut *self.shard.data.get() }
+    }
+
+    /// Records a new live block. Returns false only if no memory could be had for the table.
+    pub fn insert(&mut self, addr: u64, meta: BlockMeta) -> bool {
+        let d = self.data();
+        if (d.len + d.tombs + 1) * 4 > d.cap * 3 && !grow(d) {
+            return false;
+        }
+        let mask = d.cap - 1;
+        let mut i = mix(addr) as usize & mask;
+        loop {
+            // SAFETY: i < cap; slots points at cap slots.
+            let s = unsafe { &mut *d.slots.add(i) };
+            if s.key == EMPTY || s.key == TOMB || s.key == addr {
+                if s.key == TOMB {
+                    d.tombs -= 1;
+                }
+                if s.key != addr {
+                    d.len += 1;
+                }
+                s.key = addr;
+                s.meta = meta;
+                return true;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// Removes a live block and returns what was known of it.
+    pub fn remove(&mut self, addr: u64) -> Option<BlockMeta> {
+        let d = self.data();
+        if d.cap == 0 || addr <= TOMB {
+            return None;
+        }
+        let mask = d.cap - 1;
+        let mut i = mix(addr) as usize & mask;
+        loop {
+            // SAFETY: i < cap.
+            let s = unsafe { &mut *d.slots.add(i) };
+            if s.key == EMPTY {
+                return None;
+            }
+            if s.key == addr {
+                s.key = TOMB;
+                d.len -= 1;
+                d.tombs += 1;
+                return Some(s.meta);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    pub fn get(&mut self, addr: u64) -> Option<BlockMeta> {
+        let d = self.data();
+        if d.cap == 0 || addr <= TOMB {
+            return None;
+        }
+        let mask = d.cap - 1;
+        let mut i = mix(addr) as usize & mask;
+        loop {
+            // SAFETY: i < cap.
+            let s = unsafe { &*d.slots.add(i) };
+            if s.key == EMPTY {
+                return None;
+            }
+            if s.key == addr {
+                return Some(s.meta);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+}
+
+fn grow(d: &mut ShardData) -> bool {
+    let new_cap = if d.len * 2 < d.cap {
+        d.cap.max(256)
+    } else {
+        (d.cap * 2).max(256)
+    };
+    let bytes = new_cap * core::mem::size_of::<Slot>();
+    let slots = arena::alloc(bytes) as *mut Slot;
+    if slots.is_null() {
+        return false;
+    }
+    let mask = new_cap - 1;
+    for i in 0..d.cap {
+        // SAFETY: i < old cap.
+        let s = unsafe { *d.slots.add(i) };
+        if s.key > TOMB {
+            let mut j = mix(s.key) as usize & mask;
+            // SAFETY: j < new_cap; the new array is zeroed (EMPTY keys).
+            unsafe {
+                while (*slots.add(j)).key != EMPTY {
+                    j = (j + 1) & mask;
+                }
+                *slots.add(j) = s;
+            }
+        }
+    }
+    if !d.slots.is_null() {
+        arena::free(d.slots as *mut u8, d.cap * core::mem::size_of::<Slot>());
+    }
+    d.slots = slots;
+    d.cap = new_cap;
+    d.tombs = 0;
+    true
+}
+
+/// Takes every shard lock (fork prepare, exit scan).
+pub fn lock_all() {
+    for s in TABLE.iter() {
+        s.lock.lock();
+    }
+}
+
+pub fn unlock_all() {
+    for s in TABLE.iter() {
+        s.lock.unlock();
+    }
+}
+
+/// In the child after fork: the threads that held locks are gone.
+pub fn reset_locks_after_fork() {
+    for s in TABLE.iter() {
+        s.lock.force_unlock();
+    }
+}
+
+/// Number of live blocks. Call with every lock held.
+pub fn live_count() -> usize {
+    // SAFETY: the caller holds every shard lock.
+    TABLE.iter().map(|s| unsafe { (*s.data.get()).len }).sum()
+}
+
+/// Calls `f` for every live block. Call with every lock held.
+pub fn for_each(mut f: impl FnMut(u64, BlockMeta)) {
+    for s in TABLE.iter() {
+        // SAFETY: the caller holds every shard lock.
+        let d = unsafe { &*s.data.get() };
+        for i in 0..d.cap {
+            // SAFETY: i < cap.
+            let slot = unsafe { *d.slots.add(i) };
+            if slot.key > TOMB {
+                f(slot.key, slot.meta);
+            }
+        }
+    }
+}

@@ -1,0 +1,282 @@
+//! Leak reports: `fencepost run --json` on the leaking programs of `testprogs/`, each
+//! loss record checked for kind, bytes, blocks, and the user's file and line.
+
+mod support;
+
+use support::*;
+
+/// The one record of `kind` whose innermost frame in `file` is at `line`.
+fn record_at(report: &Report, kind: &str, file: &str, line: u32) -> LossRecord {
+    let found: Vec<LossRecord> = leaks_of_kind(report, kind)
+        .into_iter()
+        .filter(|l| l.user_line(&[file]) == Some((file.to_owned(), line)))
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "expected one {kind} record at {file}:{line}\n{}",
+        report.pretty()
+    );
+    found.into_iter().next().unwrap()
+}
+
+fn function_names(stack: &[Frame]) -> Vec<String> {
+    stack.iter().filter_map(|f| f.function.clone()).collect()
+}
+
+#[test]
+fn definite_leak_is_reported_with_bytes_blocks_and_line() {
+    let run = run_fencepost("definite_leak", &[], &prog("leak_definite"), &[]);
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    assert_eq!(run.report.exit(), Ok(0));
+    assert_eq!(run.stdout, "record 7\n", "the program's stdout is its own");
+    let line = marker_line("c/leak_definite.c", "leak");
+    let leak = record_at(&run.report, "definite", "leak_definite.c", line);
+    assert_eq!((leak.bytes, leak.blocks), (100, 1));
+    let frame = report::innermost_in(&leak.stack, &["leak_definite.c"]).unwrap();
+    assert_eq!(frame.function.as_deref(), Some("make_record"));
+    assert!(
+        function_names(&leak.stack).iter().any(|f| f == "main"),
+        "stack reaches main: {:?}",
+        leak.stack
+    );
+    assert_eq!(
+        leaks_of_kind(&run.report, "definite").len(),
+        1,
+        "{}",
+        run.report.pretty()
+    );
+    assert!(run.report.errors().is_empty());
+    assert_books_balance(&run.report);
+}
+
+#[test]
+fn lost_list_head_is_one_definite_and_nine_indirect() {
+    let run = run_fencepost("lost_list", &[], &prog("leak_list"), &[]);
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let line = marker_line("c/leak_list.c", "node");
+    let head = record_at(&run.report, "definite", "leak_list.c", line);
+    assert_eq!((head.bytes, head.blocks), (32, 1));
+    let rest = record_at(&run.report, "indirect", "leak_list.c", line);
+    assert_eq!((rest.bytes, rest.blocks), (288, 9));
+    assert_eq!(leaks_of_kind(&run.report, "definite").len(), 1);
+    assert_eq!(leaks_of_kind(&run.report, "indirect").len(), 1);
+    assert_books_balance(&run.report);
+}
+
+#[test]
+fn block_held_by_global_is_reachable_and_not_an_error() {
+    let run = run_fencepost(
+        "global",
+        &["--error-exitcode=42"],
+        &prog("reachable_global"),
+        &[],
+    );
+    assert_eq!(
+        run.code(),
+        3,
+        "reachable is not an error: the program's own status\n{}",
+        run.stderr
+    );
+    assert_eq!(run.report.exit(), Ok(3));
+    let line = marker_line("c/reachable_global.c", "global");
+    let held = record_at(&run.report, "reachable", "reachable_global.c", line);
+    assert_eq!((held.bytes, held.blocks), (64, 1));
+    assert_no_error_and_no_loss(&run.report);
+    assert_books_balance(&run.report);
+}
+
+#[test]
+fn interior_pointer_only_is_a_possible_leak() {
+    let run = run_fencepost("possible", &[], &prog("possible_leak"), &[]);
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let line = marker_line("c/possible_leak.c", "possible");
+    let leak = record_at(&run.report, "possible", "possible_leak.c", line);
+    assert_eq!((leak.bytes, leak.blocks), (256, 1));
+    assert!(
+        leaks_of_kind(&run.report, "definite").is_empty(),
+        "{}",
+        run.report.pretty()
+    );
+    assert_books_balance(&run.report);
+}
+
+#[test]
+fn four_threads_leaking_from_four_places_give_four_records_biggest_first() {
+    let run = run_fencepost("threads_leak", &[], &prog("threads_leak"), &[]);
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    for (marker, function, bytes) in [
+        ("leak_a", "leak_a", 11),
+        ("leak_b", "leak_b", 22),
+        ("leak_c", "leak_c", 33),
+        ("leak_d", "leak_d", 44),
+    ] {
+        let line = marker_line("c/threads_leak.c", marker);
+        let leak = record_at(&run.report, "definite", "threads_leak.c", line);
+        assert_eq!((leak.bytes, leak.blocks), (bytes, 1), "{marker}");
+        let frame = report::innermost_in(&leak.stack, &["threads_leak.c"]).unwrap();
+        assert_eq!(frame.function.as_deref(), Some(function));
+    }
+    let definite: Vec<u64> = leaks_of_kind(&run.report, "definite")
+        .iter()
+        .map(|l| l.bytes)
+        .collect();
+    assert_eq!(
+        definite,
+        vec![44, 33, 22, 11],
+        "exactly four definite records, biggest first"
+    );
+    assert_books_balance(&run.report);
+}
+
+#[test]
+fn eight_threads_of_malloc_free_balance_with_one_leak() {
+    let run = run_fencepost("threads_stress", &[], &prog("threads_stress"), &[]);
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    assert_eq!(run.stdout, "checksum 1600000\n");
+    assert!(
+        run.report.summary_u64("allocations") >= 1_600_001,
+        "all 8 x 200,000 + 1 allocations recorded\n{}",
+        run.report.json["summary"]
+    );
+    let line = marker_line("c/threads_stress.c", "leak");
+    let leak = record_at(&run.report, "definite", "threads_stress.c", line);
+    assert_eq!((leak.bytes, leak.blocks), (48, 1));
+    let lost: Vec<_> = run
+        .report
+        .leaks()
+        .into_iter()
+        .filter(|l| l.kind != "reachable")
+        .collect();
+    assert_eq!(
+        lost.len(),
+        1,
+        "one record besides reachable ones: {lost:#?}"
+    );
+    assert_books_balance(&run.report);
+}
+
+#[test]
+fn leak_in_forked_child_is_reported_under_the_childs_pid() {
+    let run = run_fencepost("fork", &[], &prog("fork_leak"), &[]);
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    // The program prints "parent <pid> child <pid>".
+    let words: Vec<&str> = run.stdout.split_whitespace().collect();
+    assert_eq!(words.len(), 4, "stdout: {:?}", run.stdout);
+    let (parent, child): (u64, u64) = (words[1].parse().unwrap(), words[3].parse().unwrap());
+    let line = marker_line("c/fork_leak.c", "child_leak");
+    let leak = record_at(&run.report, "definite", "fork_leak.c", line);
+    assert_eq!((leak.bytes, leak.blocks), (77, 1));
+    assert_eq!(
+        leak.pid, child,
+        "the leak belongs to the child (parent is {parent})"
+    );
+    assert!(
+        run.report
+            .leaks()
+            .iter()
+            .filter(|l| l.pid == parent)
+            .all(|l| l.kind == "reachable"),
+        "the parent leaks nothing\n{}",
+        run.report.pretty()
+    );
+    assert!(run.report.errors().is_empty());
+}
+
+#[test]
+fn leak_in_dlclosed_library_is_named_by_function_and_line() {
+    let lib = prog("libleaky.so");
+    let run = run_fencepost(
+        "dlopen",
+        &[],
+        &prog("dlopen_leak"),
+        &[lib.to_str().unwrap()],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    assert_eq!(run.stdout, "fill 5\n");
+    let line = marker_line("c/libleaky.c", "lib_leak");
+    let leak = record_at(&run.report, "definite", "libleaky.c", line);
+    assert_eq!((leak.bytes, leak.blocks), (123, 1));
+    let frame = report::innermost_in(&leak.stack, &["libleaky.c"]).unwrap();
+    assert_eq!(frame.function.as_deref(), Some("leaky_make_table"));
+    let call = marker_line("c/dlopen_leak.c", "call");
+    assert_eq!(
+        leak.user_line(&["dlopen_leak.c"]),
+        Some(("dlopen_leak.c".to_owned(), call)),
+        "caller in main"
+    );
+    assert_books_balance(&run.report);
+}
+
+#[test]
+fn cpp_method_in_namespace_is_demangled() {
+    let run = run_fencepost("cpp_names", &[], &prog("geometry_clone"), &[]);
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let line = marker_line("cpp/geometry_clone.cpp", "clone");
+    let leak = record_at(&run.report, "definite", "geometry_clone.cpp", line);
+    assert_eq!((leak.bytes, leak.blocks), (72, 1));
+    let frame = report::innermost_in(&leak.stack, &["geometry_clone.cpp"]).unwrap();
+    let function = frame.function.as_deref().unwrap_or("");
+    assert!(
+        function.starts_with("geometry::Polygon::clone"),
+        "demangled C++ name, got {function:?}"
+    );
+    assert_books_balance(&run.report);
+}
+
+#[test]
+fn rust_function_is_demangled() {
+    let run = run_fencepost("rust_names", &[], &prog("mycrate"), &[]);
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    assert_eq!(run.stdout, "first byte 7\n");
+    let line = marker_line("rust/mycrate.rs", "make_buffer");
+    let leak = record_at(&run.report, "definite", "mycrate.rs", line);
+    assert_eq!((leak.bytes, leak.blocks), (256, 1));
+    let frame = report::innermost_in(&leak.stack, &["mycrate.rs"]).unwrap();
+    // rustc-demangle without the hash: "mycrate::make_buffer".
+    assert_eq!(
+        frame.function.as_deref(),
+        Some("mycrate::make_buffer"),
+        "{:?}",
+        leak.stack
+    );
+    assert!(
+        function_names(&leak.stack)
+            .iter()
+            .any(|f| f == "mycrate::main"),
+        "{:?}",
+        leak.stack
+    );
+    assert_books_balance(&run.report);
+}
+
+#[test]
+fn optimised_leak_through_vector_reserve_reaches_main() {
+    let run = run_fencepost("o2_reserve", &[], &prog("vector_reserve_O2"), &[]);
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let file = "vector_reserve_O2.cpp";
+    let object = record_at(
+        &run.report,
+        "definite",
+        file,
+        marker_line("cpp/vector_reserve_O2.cpp", "new_vector"),
+    );
+    assert_eq!((object.bytes, object.blocks), (24, 1));
+    let buffer = record_at(
+        &run.report,
+        "indirect",
+        file,
+        marker_line("cpp/vector_reserve_O2.cpp", "reserve"),
+    );
+    assert_eq!((buffer.bytes, buffer.blocks), (4000, 1));
+    let names = function_names(&buffer.stack);
+    assert!(
+        names.iter().any(|f| f == "main"),
+        "the unwinder gets through libstdc++ to main: {names:?}"
+    );
+    assert!(
+        names.iter().any(|f| f.contains("reserve")),
+        "vector::reserve is in the stack (inlined): {names:?}"
+    );
+    assert_books_balance(&run.report);
+}

@@ -1,0 +1,201 @@
+//! Building the programs of `testprogs/` with gcc, g++ and rustc, once per test binary.
+//!
+//! Each test binary gets its own directory `target/testprogs/<binary>-<pid>/`; inside it
+//! every program is built at most once (a `OnceLock` per program), however many test
+//! threads ask for it at the same time.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use super::{repo_root, target_dir};
+
+/// How one test program is built.
+struct Recipe {
+    /// The file name of the output (a program, or a shared library).
+    output: &'static str,
+    /// The source, relative to `testprogs/`.
+    source: String,
+    /// The compiler and its flags; `-g` everywhere: the tests check file and line.
+    compiler: &'static str,
+    flags: &'static [&'static str],
+}
+
+const C_FLAGS: &[&str] = &["-g", "-O0", "-pthread"];
+const CXX_FLAGS: &[&str] = &["-g", "-O0", "-std=c++17", "-pthread"];
+
+fn recipes() -> Vec<Recipe> {
+    let c = |name: &'static str| Recipe {
+        output: name,
+        source: format!("c/{name}.c"),
+        compiler: "gcc",
+        flags: C_FLAGS,
+    };
+    let cxx = |name: &'static str| Recipe {
+        output: name,
+        source: format!("cpp/{name}.cpp"),
+        compiler: "g++",
+        flags: CXX_FLAGS,
+    };
+    vec![
+        c("leak_definite"),
+        c("leak_list"),
+        c("reachable_global"),
+        c("possible_leak"),
+        c("threads_leak"),
+        c("threads_stress"),
+        c("sigkill_wait"),
+        c("fork_leak"),
+        c("dlopen_leak"),
+        Recipe {
+            output: "libleaky.so",
+            source: "c/libleaky.c".into(),
+            compiler: "gcc",
+            flags: &["-g", "-O0", "-fPIC", "-shared"],
+        },
+        c("double_free"),
+        c("free_stack"),
+        c("free_middle"),
+        c("clean"),
+        cxx("geometry_clone"),
+        cxx("delete_array"),
+        Recipe {
+            output: "clean_cpp",
+            source: "cpp/clean.cpp".into(),
+            compiler: "g++",
+            flags: CXX_FLAGS,
+        },
+        // Optimised, without frame pointers: only a CFI unwinder gets back to main.
+        Recipe {
+            output: "vector_reserve_O2",
+            source: "cpp/vector_reserve_O2.cpp".into(),
+            compiler: "g++",
+            flags: &["-g", "-O2", "-fomit-frame-pointer", "-std=c++17"],
+        },
+        Recipe {
+            output: "mycrate",
+            source: "rust/mycrate.rs".into(),
+            compiler: "rustc",
+            flags: &["--crate-name", "mycrate", "-g", "-C", "opt-level=0"],
+        },
+    ]
+}
+
+/// `testprogs/` in the repository.
+pub fn testprog_dir() -> PathBuf {
+    repo_root().join("testprogs")
+}
+
+/// The absolute path of a source in `testprogs/` (`"c/leak_list.c"`).
+pub fn source_path(source: &str) -> PathBuf {
+    testprog_dir().join(source)
+}
+
+/// This test binary's build directory, `target/testprogs/<binary>-<pid>/`, created
+/// fresh on first use. Directories of earlier runs of the same binary whose process is
+/// gone are removed, so they do not pile up.
+pub fn run_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let exe = std::env::current_exe().expect("current_exe");
+        let stem = exe
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("test")
+            .to_owned();
+        let base = target_dir().join("testprogs");
+        if let Ok(entries) = std::fs::read_dir(&base) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let Some(pid) = name.strip_prefix(&format!("{stem}-")) else {
+                    continue;
+                };
+                if !Path::new("/proc").join(pid).exists() {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+        let dir = base.join(format!("{stem}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create testprogs build dir");
+        dir
+    })
+}
+
+/// The built program (or library) named `output` in the recipe table, building it on
+/// first use. Panics with the compiler's output if the build fails.
+pub fn prog(output: &str) -> PathBuf {
+    type Slot = Arc<OnceLock<Result<PathBuf, String>>>;
+    static SLOTS: OnceLock<Mutex<HashMap<String, Slot>>> = OnceLock::new();
+    let slot: Slot = {
+        let mut slots = SLOTS
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        slots.entry(output.to_owned()).or_default().clone()
+    };
+    // Built outside the table's lock: other programs can build at the same time, and a
+    // second thread asking for this one waits in get_or_init.
+    match slot.get_or_init(|| build(output)) {
+        Ok(path) => path.clone(),
+        Err(message) => panic!("{message}"),
+    }
+}
+
+fn build(output: &str) -> Result<PathBuf, String> {
+    let recipe = recipes()
+        .into_iter()
+        .find(|r| r.output == output)
+        .ok_or_else(|| format!("no recipe for test program {output:?}"))?;
+    let out = run_dir().join(recipe.output);
+    let mut cmd = Command::new(recipe.compiler);
+    cmd.args(recipe.flags)
+        .arg("-o")
+        .arg(&out)
+        .arg(source_path(&recipe.source));
+    if recipe.compiler == "gcc" && !recipe.output.ends_with(".so") {
+        cmd.arg("-ldl");
+    }
+    let result = cmd
+        .output()
+        .map_err(|e| format!("cannot run {}: {e} (is it installed?)", recipe.compiler))?;
+    if !result.status.success() {
+        return Err(format!(
+            "building {} failed: {:?}\n{}{}",
+            recipe.source,
+            cmd,
+            String::from_utf8_lossy(&result.stdout),
+            String::from_utf8_lossy(&result.stderr)
+        ));
+    }
+    Ok(out)
+}
+
+/// The line of `source` (relative to `testprogs/`) that carries the marker comment
+/// `FP:<marker>`. The tests find lines this way, so editing a program cannot leave a
+/// stale line number in a test. Panics unless exactly one line has the marker.
+pub fn marker_line(source: &str, marker: &str) -> u32 {
+    let path = source_path(source);
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let needle = format!("FP:{marker}");
+    let hits: Vec<u32> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, line)| {
+            // A code line (not the header comment) whose marker is exactly this one.
+            line.match_indices(&needle).any(|(at, _)| {
+                let rest = &line[at + needle.len()..];
+                !rest.starts_with(|c: char| c.is_alphanumeric() || c == '_')
+            }) && !line.trim_start().starts_with("//")
+                && !line.trim_start().starts_with('*')
+        })
+        .map(|(i, _)| i as u32 + 1)
+        .collect();
+    assert_eq!(
+        hits.len(),
+        1,
+        "marker FP:{marker} must be on exactly one code line of {source}, found at {hits:?}"
+    );
+    hits[0]
+}

@@ -26,13 +26,35 @@ use super::{scratch_dir, spawn_in_own_group, wait_with_output, RUN_TIMEOUT};
 pub struct VgError {
     /// memcheck's kind: `Leak_DefinitelyLost`, `InvalidFree`, `MismatchedFree`, ...
     pub kind: String,
+    /// `<leakedbytes>`: for a definite record with indirect blocks behind it, memcheck
+    /// counts those too ("320 (32 direct, 288 indirect) bytes"); see `own_bytes`.
     pub leaked_bytes: Option<u64>,
+    /// The `<xwhat><text>` line of a loss record.
+    pub leak_text: Option<String>,
     pub leaked_blocks: Option<u64>,
     /// The `<auxwhat>` lines ("Address 0x.. is 0 bytes inside a block of size 32 free'd").
     pub auxwhat: Vec<String>,
     /// The error's own stack (the first `<stack>`).
     pub stack: Vec<Frame>,
     pub pid: u64,
+}
+
+impl VgError {
+    /// The bytes of the record's own blocks, which is what fencepost's `bytes` counts:
+    /// the "direct" part of "320 (32 direct, 288 indirect) bytes", else `<leakedbytes>`.
+    pub fn own_bytes(&self) -> u64 {
+        let direct = self.leak_text.as_deref().and_then(|text| {
+            let inside = text.split_once('(')?.1;
+            inside
+                .split_once(" direct")?
+                .0
+                .replace(',', "")
+                .trim()
+                .parse()
+                .ok()
+        });
+        direct.or(self.leaked_bytes).expect("leak has leakedbytes")
+    }
 }
 
 /// Everything memcheck reported, over all processes (one XML file per pid).
@@ -157,6 +179,7 @@ fn parse_xml_document(text: &str, path: &Path) -> Vec<VgError> {
                 kind: child_text(error, "kind").unwrap_or("").to_owned(),
                 leaked_bytes: number("leakedbytes"),
                 leaked_blocks: number("leakedblocks"),
+                leak_text: xwhat.and_then(|x| child_text(x, "text")).map(str::to_owned),
                 auxwhat: error
                     .children()
                     .filter(|c| c.has_tag_name("auxwhat"))
@@ -189,7 +212,7 @@ impl VgReport {
                 };
                 Some((
                     kind.to_owned(),
-                    e.leaked_bytes.expect("leak has leakedbytes"),
+                    e.own_bytes(),
                     e.leaked_blocks.expect("leak has leakedblocks"),
                     user_line(&e.stack, files),
                 ))

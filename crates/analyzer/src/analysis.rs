@@ -810,7 +810,15 @@ impl Analyzer {
         Report {
             schema: SCHEMA.to_string(),
             command: self.command.clone(),
-            exit: self.main_exit.map(|(_, s)| s),
+            // The CLI's wait status; a trace without it falls back on the main image's own exit.
+            exit: self.main_exit.map(|(_, s)| s).or_else(|| {
+                let main = self
+                    .images
+                    .iter()
+                    .find(|i| i.start == ProcessStartKind::Main)?;
+                let &img = self.current.get(&main.pid)?;
+                self.images[img].exit
+            }),
             summary,
             processes,
             errors,

@@ -587,6 +587,8 @@ fn realloc_counts_as_free_and_alloc_and_counts_balance() {
     assert_eq!(r.summary.frees, 3);
     assert_eq!(r.summary.bytes_allocated, 65);
     assert_balanced(&r);
+    // No CLI record in this trace: the exit status comes from the process's own exit.
+    assert_eq!(r.exit, Some(ExitStatus::Code(0)));
     assert!(r.warnings.is_empty(), "{:?}", r.warnings);
 }
 
@@ -1039,4 +1041,21 @@ fn analyzer_and_report_can_move_to_the_consumer_thread() {
     fn is_send<T: Send>() {}
     is_send::<Analyzer>();
     is_send::<Report>();
+}
+
+/// The example in docs/report-format.md must be a report this code reads and writes alike.
+#[test]
+fn documented_example_is_a_valid_report() {
+    let doc = include_str!("../../../docs/report-format.md");
+    let start = doc.find("```json\n").expect("example block") + "```json\n".len();
+    let end = start + doc[start..].find("```").expect("end of example");
+    let example = &doc[start..end];
+    let report = Report::from_json(example).unwrap();
+    assert_eq!(report.errors[0].kind, ErrorKind::DoubleFree);
+    assert_eq!(report.leaks[0].stack[1].function, None);
+    let written: Value = serde_json::from_str(&report.to_json()).unwrap();
+    let documented: Value = serde_json::from_str(example).unwrap();
+    assert_eq!(written, documented);
+    let blocks: u64 = report.leaks.iter().map(|l| l.blocks).sum();
+    assert_eq!(report.summary.allocations - report.summary.frees, blocks);
 }

@@ -77,6 +77,7 @@ fn record_alloc(p: *mut c_void, size: usize, f: u8, fam: u8) {
         func: f,
     };
     let addr = p as u64;
+    crate::leaks::note_heap_address(addr);
     let mut shard = table::lock(addr);
     shard.insert(addr, meta);
     let mut rec = [0u8; wire::ALLOC_LEN];

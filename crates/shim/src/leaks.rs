@@ -11,6 +11,7 @@
 use crate::table::{self, BlockMeta};
 use crate::wire::{self, kind, leak};
 use crate::{arena, process, ring};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 #[derive(Clone, Copy)]
 #[repr(C)]
@@ -20,6 +21,36 @@ struct Block {
 }
 
 const UNREACHED: u8 = 0;
+
+/// glibc's non-main arenas are mmap'd heaps aligned to their maximum size (64 MiB). One bit
+/// per 64 MiB of address space says "a block was allocated here", so that at exit an arena
+/// whose blocks were all freed is still known to be heap (its free chunks hold stale
+/// pointers that must not count as roots).
+const ARENA_SHIFT: u32 = 26;
+static HEAP_REGIONS: [AtomicU64; 1 << (47 - ARENA_SHIFT - 6)] =
+    [const { AtomicU64::new(0) }; 1 << (47 - ARENA_SHIFT - 6)];
+
+/// Called for every block handed out: remembers its 64 MiB region.
+#[inline]
+pub fn note_heap_address(addr: u64) {
+    let region = (addr >> ARENA_SHIFT) as usize;
+    let (word, bit) = (region / 64, 1u64 << (region % 64));
+    if let Some(w) = HEAP_REGIONS.get(word) {
+        if w.load(Ordering::Relaxed) & bit == 0 {
+            w.fetch_or(bit, Ordering::Relaxed);
+        }
+    }
+}
+
+fn is_arena_start(lo: usize) -> bool {
+    if lo & ((1 << ARENA_SHIFT) - 1) != 0 {
+        return false;
+    }
+    let region = lo >> ARENA_SHIFT;
+    HEAP_REGIONS
+        .get(region / 64)
+        .is_some_and(|w| w.load(Ordering::Relaxed) & (1 << (region % 64)) != 0)
+}
 
 struct Scan {
     blocks: *mut Block,
@@ -233,7 +264,10 @@ fn mark_from_roots(scan: &mut Scan) {
     // SAFETY: the arena chunk holds MAX_ROOTS zeroed pairs.
     let roots = unsafe { core::slice::from_raw_parts_mut(roots_mem, MAX_ROOTS) };
     let mut nroots = 0;
-    process::for_each_writable_mapping(|lo, hi| {
+    process::for_each_writable_mapping(|lo, hi, heap| {
+        if heap || is_arena_start(lo) {
+            return; // glibc's heap: its blocks are reached through the marking
+        }
         if nroots < MAX_ROOTS {
             roots[nroots] = (lo, hi);
             nroots += 1;

@@ -265,15 +265,63 @@ pub fn finish(how: u32, code: i32) {
     if sys::getpid() != pid() {
         return; // a vfork child sharing our memory: the parent will report
     }
+    if finished() || !ring::recording() {
+        return;
+    }
+    if thread_count() == 1 {
+        // As memcheck does: let the C and C++ runtimes free what they keep for the life of
+        // the process, so it is not reported. Only when no other thread could be using it.
+        free_runtime_resources();
+    }
     let _guard = crate::interpose::enter_raw();
     if FINISHED.swap(true, Ordering::AcqRel) {
         return;
     }
-    if !ring::recording() {
-        return;
-    }
     modules::walk();
     leaks::classify_and_report(sp, how, code);
+}
+
+/// The number of threads in this process, from /proc/self/stat (field 20); 0 if unknown.
+fn thread_count() -> u64 {
+    let mut buf = [0u8; 1024];
+    // SAFETY: open/read/close into our own buffer.
+    let n = unsafe {
+        let fd = libc::open(
+            c"/proc/self/stat".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        );
+        if fd < 0 {
+            return 0;
+        }
+        let n = libc::read(fd, buf.as_mut_ptr() as *mut c_void, buf.len());
+        libc::close(fd);
+        n
+    };
+    let stat = &buf[..n.max(0) as usize];
+    // The command name may hold spaces and parentheses: count fields after the last ')'.
+    let Some(close) = stat.iter().rposition(|&c| c == b')') else {
+        return 0;
+    };
+    stat[close + 1..]
+        .split(|&c| c == b' ')
+        .filter(|f| !f.is_empty())
+        .nth(17)
+        .and_then(sys::parse_u64)
+        .unwrap_or(0)
+}
+
+/// Calls libstdc++'s `__gnu_cxx::__freeres` and glibc's `__libc_freeres` if present.
+fn free_runtime_resources() {
+    for name in [c"_ZN9__gnu_cxx9__freeresEv", c"__libc_freeres"] {
+        // SAFETY: dlsym with a NUL-terminated name; both functions take no arguments.
+        unsafe {
+            let f = libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr());
+            if !f.is_null() {
+                let f: extern "C" fn() = core::mem::transmute(f);
+                f();
+            }
+        }
+    }
 }
 
 #[inline(always)]
@@ -345,9 +393,9 @@ extern "C" fn fork_child() {
     announce(start_flags::FORKED, LAST_TOKEN.load(Ordering::Relaxed));
 }
 
-/// Calls `f(lo, hi)` for every private readable and writable mapping (and anonymous shared
-/// ones), read from /proc/self/maps without allocating.
-pub fn for_each_writable_mapping(mut f: impl FnMut(usize, usize)) {
+/// Calls `f(lo, hi, is_brk_heap)` for every private readable and writable mapping (and
+/// anonymous shared ones), read from /proc/self/maps without allocating.
+pub fn for_each_writable_mapping(mut f: impl FnMut(usize, usize, bool)) {
     // SAFETY: open/read/close on a path we own; the buffer is ours.
     let fd = unsafe {
         libc::open(
@@ -375,8 +423,8 @@ pub fn for_each_writable_mapping(mut f: impl FnMut(usize, usize)) {
         have += n.max(0) as usize;
         let mut start = 0;
         while let Some(nl) = buf[start..have].iter().position(|&c| c == b'\n') {
-            if let Some((lo, hi)) = parse_maps_line(&buf[start..start + nl]) {
-                f(lo, hi);
+            if let Some((lo, hi, heap)) = parse_maps_line(&buf[start..start + nl]) {
+                f(lo, hi, heap);
             }
             start += nl + 1;
         }
@@ -394,8 +442,9 @@ pub fn for_each_writable_mapping(mut f: impl FnMut(usize, usize)) {
     unsafe { libc::close(fd) };
 }
 
-/// `lo-hi perms offset dev inode path` → the range, if it is memory that can hold roots.
-fn parse_maps_line(line: &[u8]) -> Option<(usize, usize)> {
+/// `lo-hi perms offset dev inode path` → the range, if it is memory that can hold roots, and
+/// whether it is the brk heap.
+fn parse_maps_line(line: &[u8]) -> Option<(usize, usize, bool)> {
     let mut fields = line.split(|&c| c == b' ').filter(|f| !f.is_empty());
     let range = fields.next()?;
     let perms = fields.next()?;
@@ -415,5 +464,5 @@ fn parse_maps_line(line: &[u8]) -> Option<(usize, usize)> {
     let dash = range.iter().position(|&c| c == b'-')?;
     let lo = sys::parse_hex(&range[..dash])? as usize;
     let hi = sys::parse_hex(&range[dash + 1..])? as usize;
-    (lo < hi).then_some((lo, hi))
+    (lo < hi).then_some((lo, hi, path == b"[heap]"))
 }

@@ -136,6 +136,12 @@ fn record_release(p: *mut c_void, f: u8, fam: u8) -> Option<BlockMeta> {
     }
 }
 
+/// Extra bytes asked of glibc for every block. glibc keeps pointers to chunk headers (in
+/// its bins, `top`, and free chunks); a header sits at most 8 bytes past the end of the
+/// previous chunk's requested size, so without the padding such a pointer lands inside a
+/// live block and turns a definite leak into a "possible" one at the exit scan.
+const PAD: usize = 8;
+
 #[inline]
 fn alloc_with(size: usize, f: u8, fam: u8, raw: impl FnOnce() -> *mut c_void) -> *mut c_void {
     let Some(_busy) = enter() else { return raw() };
@@ -171,7 +177,7 @@ fn release(p: *mut c_void, f: u8, fam: u8) {
 pub extern "C" fn malloc(size: usize) -> *mut c_void {
     // SAFETY: plain glibc allocation.
     alloc_with(size, func::MALLOC, family::MALLOC, || unsafe {
-        __libc_malloc(size)
+        __libc_malloc(size.saturating_add(PAD))
     })
 }
 
@@ -183,7 +189,7 @@ pub extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
     };
     // SAFETY: plain glibc allocation.
     alloc_with(total, func::CALLOC, family::MALLOC, || unsafe {
-        __libc_calloc(n, size)
+        __libc_calloc(1, total.saturating_add(PAD))
     })
 }
 
@@ -195,7 +201,9 @@ pub extern "C" fn free(p: *mut c_void) {
 fn realloc_impl(p: *mut c_void, size: usize, f: u8) -> *mut c_void {
     if p.is_null() {
         // SAFETY: plain glibc allocation.
-        return alloc_with(size, f, family::MALLOC, || unsafe { __libc_malloc(size) });
+        return alloc_with(size, f, family::MALLOC, || unsafe {
+            __libc_malloc(size.saturating_add(PAD))
+        });
     }
     if process::finished() {
         // SAFETY: after the exit report, blocks are glibc's again.
@@ -218,7 +226,7 @@ fn realloc_impl(p: *mut c_void, size: usize, f: u8) -> *mut c_void {
         return core::ptr::null_mut();
     };
     // SAFETY: `p` was live in glibc's heap.
-    let q = unsafe { __libc_realloc(p, size) };
+    let q = unsafe { __libc_realloc(p, size.saturating_add(PAD)) };
     drop(busy);
     let _busy = enter();
     if q.is_null() {
@@ -256,7 +264,7 @@ pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, siz
         return libc::EINVAL;
     }
     let p = alloc_with(size, func::POSIX_MEMALIGN, family::MALLOC, || {
-        __libc_memalign(align, size)
+        __libc_memalign(align, size.saturating_add(PAD))
     });
     if p.is_null() {
         return libc::ENOMEM;
@@ -273,7 +281,7 @@ pub extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
     }
     // SAFETY: plain glibc allocation.
     alloc_with(size, func::ALIGNED_ALLOC, family::MALLOC, || unsafe {
-        __libc_memalign(align, size)
+        __libc_memalign(align, size.saturating_add(PAD))
     })
 }
 
@@ -281,7 +289,7 @@ pub extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
 pub extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
     // SAFETY: plain glibc allocation (glibc rounds a bad alignment up, as it always did).
     alloc_with(size, func::MEMALIGN, family::MALLOC, || unsafe {
-        __libc_memalign(align, size)
+        __libc_memalign(align, size.saturating_add(PAD))
     })
 }
 
@@ -289,16 +297,16 @@ pub extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
 pub extern "C" fn valloc(size: usize) -> *mut c_void {
     // SAFETY: plain glibc allocation.
     alloc_with(size, func::VALLOC, family::MALLOC, || unsafe {
-        __libc_valloc(size)
+        __libc_valloc(size.saturating_add(PAD))
     })
 }
 
 #[no_mangle]
 pub extern "C" fn pvalloc(size: usize) -> *mut c_void {
-    let rounded = size.div_ceil(4096).max(1) * 4096;
+    let rounded = size.div_ceil(4096).max(1).saturating_mul(4096);
     // SAFETY: plain glibc allocation.
     alloc_with(rounded, func::PVALLOC, family::MALLOC, || unsafe {
-        __libc_pvalloc(size)
+        __libc_pvalloc(rounded.saturating_add(PAD))
     })
 }
 
@@ -330,9 +338,9 @@ fn new_impl(size: usize, align: usize, nothrow: bool, f: u8, fam: u8) -> *mut c_
             // SAFETY: plain glibc allocation; operator new(0) must return a unique pointer.
             unsafe {
                 if align > 16 {
-                    __libc_memalign(align, size.max(1))
+                    __libc_memalign(align, size.saturating_add(PAD))
                 } else {
-                    __libc_malloc(size.max(1))
+                    __libc_malloc(size.saturating_add(PAD))
                 }
             }
         });

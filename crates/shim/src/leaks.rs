@@ -284,8 +284,18 @@ fn mark_from_roots(scan: &mut Scan) {
         if j < blocks.len() && (blocks[j].addr as usize) < hi {
             continue;
         }
-        // The current thread's stack: only the live part, above the shim's own frames.
-        let lo = if lo <= sp && sp < hi { sp } else { lo };
+        // The current thread's stack: only the live part, above the shim's own frames, and
+        // above `main` once it has returned.
+        let lo = if lo <= sp && sp < hi {
+            let main_sp = process::main_returned_sp();
+            if main_sp > sp && main_sp < hi {
+                main_sp
+            } else {
+                sp
+            }
+        } else {
+            lo
+        };
         scan_words(scan, lo, hi, |scan, w| {
             push(scan, &mut top, w, true);
         });

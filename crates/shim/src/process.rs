@@ -256,12 +256,14 @@ unsafe fn strip_shim_from_preload(e: *mut c_char, len: usize) -> bool {
 }
 
 extern "C" fn on_exit_handler(status: c_int, _arg: *mut c_void) {
-    finish(exit_how::EXIT, status);
+    finish(stack_pointer(), exit_how::EXIT, status);
 }
 
-/// Classifies leaks and announces the end of this process, once.
-pub fn finish(how: u32, code: i32) {
-    let sp = stack_pointer();
+/// Classifies leaks and announces the end of this process, once. `sp` is the stack pointer
+/// of the hook that called us: the stack below it is the shim's own, with stale copies of
+/// whatever the program left there, and must not be scanned.
+#[inline(never)]
+pub fn finish(sp: usize, how: u32, code: i32) {
     if sys::getpid() != pid() {
         return; // a vfork child sharing our memory: the parent will report
     }
@@ -334,11 +336,75 @@ fn stack_pointer() -> usize {
     sp
 }
 
+type MainFn = extern "C" fn(c_int, *mut *mut c_char, *mut *mut c_char) -> c_int;
+type StartMainFn = unsafe extern "C" fn(
+    MainFn,
+    c_int,
+    *mut *mut c_char,
+    usize,
+    usize,
+    usize,
+    *mut c_void,
+) -> c_int;
+
+static REAL_MAIN: AtomicUsize = AtomicUsize::new(0);
+/// The stack pointer just above `main`'s frame, once `main` has returned: from then on
+/// the main thread's stack below it holds only dead frames and the exit machinery, whose
+/// stale slots must not keep a leaked block "reachable".
+static MAIN_RETURNED_SP: AtomicUsize = AtomicUsize::new(0);
+
+extern "C" fn main_trampoline(
+    argc: c_int,
+    argv: *mut *mut c_char,
+    envp: *mut *mut c_char,
+) -> c_int {
+    // SAFETY: REAL_MAIN was set to the program's main before __libc_start_main ran us.
+    let real: MainFn = unsafe { core::mem::transmute(REAL_MAIN.load(Ordering::Relaxed)) };
+    let r = real(argc, argv, envp);
+    MAIN_RETURNED_SP.store(stack_pointer(), Ordering::Relaxed);
+    r
+}
+
+/// Where the exit scan may start on the main thread's stack (0: anywhere above our frames).
+pub fn main_returned_sp() -> usize {
+    MAIN_RETURNED_SP.load(Ordering::Relaxed)
+}
+
+/// `__libc_start_main` interposed, to know when `main` returns (see MAIN_RETURNED_SP).
+#[no_mangle]
+pub unsafe extern "C" fn __libc_start_main(
+    main: MainFn,
+    argc: c_int,
+    argv: *mut *mut c_char,
+    init: usize,
+    fini: usize,
+    rtld_fini: usize,
+    stack_end: *mut c_void,
+) -> c_int {
+    let real = libc::dlsym(libc::RTLD_NEXT, c"__libc_start_main".as_ptr());
+    if real.is_null() {
+        sys::write_all(2, b"fencepost: cannot find __libc_start_main\n");
+        libc::abort();
+    }
+    // SAFETY: glibc's __libc_start_main, with the arguments _start gave us.
+    let real: StartMainFn = core::mem::transmute(real);
+    REAL_MAIN.store(main as usize, Ordering::Relaxed);
+    real(
+        main_trampoline,
+        argc,
+        argv,
+        init,
+        fini,
+        rtld_fini,
+        stack_end,
+    )
+}
+
 /// `_exit` called by the program: memcheck still checks for leaks here, and so do we.
 #[no_mangle]
 pub extern "C" fn _exit(status: c_int) -> ! {
     if sys::getpid() == pid() && !finished() {
-        finish(exit_how::UNDERSCORE_EXIT, status);
+        finish(stack_pointer(), exit_how::UNDERSCORE_EXIT, status);
     }
     // SAFETY: exit_group ends the process; it does not return.
     unsafe {

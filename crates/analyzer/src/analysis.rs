@@ -50,11 +50,17 @@ pub struct AnalyzerOptions {
     /// Stacks in the report keep at most this many frames, inlined frames included
     /// (`--num-callers`). 0 means no limit.
     pub num_callers: usize,
+    /// Keep the frames below `main` (the C runtime's start-up code). memcheck hides them by
+    /// default (`--show-below-main=no`): they are the same in every stack and say nothing.
+    pub show_below_main: bool,
 }
 
 impl Default for AnalyzerOptions {
     fn default() -> Self {
-        AnalyzerOptions { num_callers: 24 }
+        AnalyzerOptions {
+            num_callers: 24,
+            show_below_main: false,
+        }
     }
 }
 
@@ -892,10 +898,12 @@ impl<S: SymbolSource> StackResolver<'_, S> {
                     inlined: false,
                 });
             }
+            let mut reached_main = false;
             for f in frames.iter() {
                 if out.len() >= limit {
                     break;
                 }
+                reached_main |= f.function.as_deref() == Some("main");
                 out.push(Frame {
                     address: rpc.pc,
                     module: Some(module.path.clone()),
@@ -904,6 +912,9 @@ impl<S: SymbolSource> StackResolver<'_, S> {
                     line: f.line,
                     inlined: f.inlined,
                 });
+            }
+            if reached_main && !self.analyzer.options.show_below_main {
+                break;
             }
         }
         out

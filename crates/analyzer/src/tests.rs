@@ -668,9 +668,15 @@ fn num_callers_truncates_after_inlined_frames_are_expanded() {
         .alloc(10, 0x1000, 4, 7)
         .leaks(10, &[(0x1000, 4, 7, leak::DEFINITE)])
         .exit(10, 0);
-    let r = t.report_with(AnalyzerOptions { num_callers: 3 });
+    let r = t.report_with(AnalyzerOptions {
+        num_callers: 3,
+        ..Default::default()
+    });
     assert_eq!(functions(&r.leaks[0].stack), ["inner", "outer", "build"]);
-    let r = t.report_with(AnalyzerOptions { num_callers: 0 });
+    let r = t.report_with(AnalyzerOptions {
+        num_callers: 0,
+        ..Default::default()
+    });
     assert_eq!(functions(&r.leaks[0].stack).len(), 4);
 }
 

@@ -67,12 +67,15 @@ pub fn current() -> u32 {
     let depth = (DEPTH.load(Ordering::Relaxed) as usize).clamp(1, MAX_FRAMES);
     let mut pcs = [0u64; MAX_FRAMES + 16];
     let n = unwind::capture_stack(&mut pcs[..depth + 16], 0);
-    let first = pcs[..n]
-        .iter()
-        .position(|&pc| !process::in_own_text(pc))
-        .unwrap_or(n);
-    let end = n.min(first + depth);
-    intern(&pcs[first..end])
+    // Drop the shim's own frames: the leading ones, and `main_trampoline` below main.
+    let mut kept = 0;
+    for i in 0..n {
+        if !process::in_own_text(pcs[i]) && kept < depth {
+            pcs[kept] = pcs[i];
+            kept += 1;
+        }
+    }
+    intern(&pcs[..kept])
 }
 
 /// The id of a stack given by its frames.

@@ -238,6 +238,8 @@ pub unsafe extern "C" fn dlclose(handle: *mut c_void) -> c_int {
         refresh();
     }
     let r = real(handle);
+    // Another library may be loaded at the same addresses: cached unwind rules must go.
+    crate::unwind::forget_rules();
     if ring::recording() {
         walk();
     }

@@ -65,8 +65,8 @@ pub fn capture_stack(out: &mut [u64], skip: usize) -> usize {
     walk.n
 }
 
-/// Forgets every cached rule. Call after a module is unloaded: its addresses may be reused
-/// by another with different code.
+/// Forgets every cached rule. To be called after a module is unloaded (`modules::dlclose`):
+/// its addresses may be reused by another with different code.
 pub fn forget_rules() {
     let table = RULES.load(Ordering::Acquire);
     if table.is_null() {
@@ -124,6 +124,7 @@ fn use_libgcc() -> bool {
 fn walk_cfi(walk: &mut Walk, mut pc: u64, mut sp: u64, mut fp: u64) {
     let limit = sp.saturating_add(STACK_SPAN);
     let mut at = pc;
+    let mut first = true;
     for _ in 0..MAX_WALK {
         let rule = rule_for(at);
         match rule.kind() {
@@ -131,7 +132,7 @@ fn walk_cfi(walk: &mut Walk, mut pc: u64, mut sp: u64, mut fp: u64) {
             Rule::UNSUPPORTED => {
                 // libgcc takes over after the frame whose stack pointer is `sp`: the frame
                 // at `pc` (for frame 0, every frame of the shim at or below `sp`).
-                let resume_pc = if at == pc { 0 } else { pc };
+                let resume_pc = if first { 0 } else { pc };
                 libgcc::finish(walk, resume_pc, sp);
                 return;
             }
@@ -158,6 +159,7 @@ fn walk_cfi(walk: &mut Walk, mut pc: u64, mut sp: u64, mut fp: u64) {
         pc = ra;
         at = ra - 1;
         sp = cfa;
+        first = false;
     }
 }
 
@@ -190,7 +192,7 @@ impl Rule {
         let mut bits = Self::FRAME | (cfa_on_rbp as u64) << 2 | ((cfa_offset / 8) as u64) << 4;
         if let Some(off) = rbp_saved_at {
             // rbp is saved at CFA+off, off < 0.
-            let below = -off;
+            let below = off.checked_neg().unwrap_or(0);
             if below <= 0 || below % 8 != 0 || below / 8 >= 1 << 10 {
                 return Self::unsupported();
             }
@@ -257,9 +259,10 @@ fn rules_table() -> *const AtomicU64 {
     }
 }
 
+/// The first slot for `addr`: its low 16 bits folded with the rest, by shifts and xors only
+/// (this sits on the walk's critical path, between loading a return address and its rule).
 fn home(addr: u64) -> u64 {
-    let high = addr >> 16;
-    (addr ^ (high.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 48)) & (SLOTS as u64 - 1)
+    (addr ^ (addr >> 16) ^ (addr >> 31)) & (SLOTS as u64 - 1)
 }
 
 fn cacheable(addr: u64) -> bool {
@@ -287,25 +290,23 @@ fn rule_for(addr: u64) -> Rule {
         }
     }
     let rule = compute_rule(addr);
-    // Publish in the first empty probe slot, else evict one picked by the address.
-    let victim = (addr >> 4) % PROBES;
-    for probe in (0..PROBES).chain(core::iter::once(victim)) {
+    // Publish in the first empty probe slot, else evict the one picked by the address.
+    for probe in 0..PROBES {
         let i = ((home + probe) as usize) & (SLOTS - 1);
-        let entry = tag | probe << Rule::BITS | rule.0;
         // SAFETY: as above.
         let slot = unsafe { &*table.add(i) };
-        if probe == victim && slot.load(Ordering::Relaxed) != 0 {
-            // Only reached after every probe slot was taken.
-            slot.store(entry, Ordering::Relaxed);
-            break;
-        }
+        let entry = tag | probe << Rule::BITS | rule.0;
         if slot
             .compare_exchange(0, entry, Ordering::Relaxed, Ordering::Relaxed)
             .is_ok()
         {
-            break;
+            return rule;
         }
     }
+    let victim = (addr >> 4) % PROBES;
+    let i = ((home + victim) as usize) & (SLOTS - 1);
+    // SAFETY: as above.
+    unsafe { &*table.add(i) }.store(tag | victim << Rule::BITS | rule.0, Ordering::Relaxed);
     rule
 }
 

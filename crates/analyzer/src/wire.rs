@@ -87,6 +87,17 @@ pub mod kind {
     pub const FORK_PREPARE: u16 = 11;
     pub const NOTICE: u16 = 12;
     pub const THREAD_START: u16 = 13;
+    /// A bad access caught by a guard page (overflow, underflow, use after free).
+    pub const FAULT: u16 = 14;
+    /// A fatal signal that was not a heap error (null pointer, wild pointer, SIGBUS,
+    /// SIGFPE, abort): the process is about to die of it.
+    pub const FATAL_SIGNAL: u16 = 15;
+    /// A block's canary bytes (slack around it) were found overwritten, at free or exit.
+    pub const CANARY: u16 = 16;
+    /// End-of-run statistics of the guard heap.
+    pub const HEAP_STATS: u16 = 17;
+    /// The image is about to be replaced by execve (flags 0), or the exec failed (flags 1).
+    pub const EXEC: u16 = 18;
     /// CLI: the command line, NUL-separated arguments.
     pub const COMMAND: u16 = 100;
     /// CLI: how the main process ended.
@@ -166,6 +177,28 @@ pub mod exit_how {
     pub const UNDERSCORE_EXIT: u32 = 2;
 }
 
+/// `Fault.kind`: what a guard-page fault means for the block it hit.
+pub mod fault {
+    /// Past the end of a live block (the guard page after it).
+    pub const OVERFLOW: u8 = 1;
+    /// Before the start of a live block (the guard page below it, `--protect-below`).
+    pub const UNDERFLOW: u8 = 2;
+    /// Inside a freed block waiting in quarantine.
+    pub const USE_AFTER_FREE: u8 = 3;
+    /// A guard page of the fencepost heap that belongs to no block now.
+    pub const WILD: u8 = 4;
+    /// A general-protection fault (no address) on an instruction whose memory operand
+    /// lies in a heap block: typically an aligned SSE load on a block with less alignment.
+    pub const MISALIGNED: u8 = 5;
+}
+
+/// Registers sent with faults, in this order (iced-x86 / DWARF-independent).
+pub const REG_NAMES: [&str; 17] =
+    ["rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rip"];
+pub const REGS_LEN: usize = 17 * 8;
+/// Instruction bytes copied from the faulting pc (x86-64 instructions are at most 15).
+pub const INSN_LEN: usize = 16;
+
 /// `Notice.code`.
 pub mod notice {
     /// Free-form warning text from the shim.
@@ -211,8 +244,182 @@ pub const FORK_PREPARE_LEN: usize = 16;
 pub const NOTICE_FIXED: usize = 8;
 /// ThreadStart: pid u32, tid u32, time u64.
 pub const THREAD_START_LEN: usize = 16;
+/// Fault: pid u32, tid u32, addr u64, pc u64, block_addr u64, block_size u64, stack u32
+/// (of the access), alloc_stack u32, free_stack u32, flags u32 (bit 0: write),
+/// kind u8 (`fault::*`), alloc_func u8, free_func u8, reserved u8, reserved u32, time u64,
+/// insn [INSN_LEN], regs [REGS_LEN]. For WILD faults the block fields are 0.
+pub const FAULT_LEN: usize = 80 + INSN_LEN + REGS_LEN;
+pub const FAULT_WRITE: u32 = 1;
+/// FatalSignal: pid u32, tid u32, signo i32, code i32, addr u64, pc u64, stack u32,
+/// reserved u32, time u64, insn [INSN_LEN], regs [REGS_LEN].
+pub const FATAL_SIGNAL_LEN: usize = 48 + INSN_LEN + REGS_LEN;
+/// Canary: pid u32, tid u32, block_addr u64, block_size u64, alloc_stack u32, stack u32
+/// (where it was found: the free; 0 at exit), bad_offset i64 (from the block start; negative
+/// below it), bad_len u32, alloc_func u8, reserved u8 u16, time u64.
+pub const CANARY_LEN: usize = 56;
+/// HeapStats: pid u32, reserved u32, guarded u64, unguarded u64 (blocks that got canaries
+/// only, past a budget), quarantine_bytes_max u64, guard_budget_bytes u64.
+pub const HEAP_STATS_LEN: usize = 40;
+
+/// Exec: pid u32, flags u32 (0: about to exec, 1: the exec failed and the image goes on).
+pub const EXEC_LEN: usize = 8;
+
 /// MainExit (CLI): pid u32, how u32 (0 exited, 1 signalled), value i32, reserved u32.
 pub const MAIN_EXIT_LEN: usize = 16;
+
+/// What the FAULT layout comment above adds up to: 72 bytes of fixed fields, the
+/// instruction bytes, the registers. `FAULT_LEN` is 8 bytes longer; a writer that fills
+/// `FAULT_LEN` bytes leaves those 8 (after the registers) zero, and the analyzer accepts any
+/// payload of at least `FAULT_FIELDS_LEN` bytes.
+pub const FAULT_FIELDS_LEN: usize = 72 + INSN_LEN + REGS_LEN;
+
+/// A FAULT record's fields, in wire order. The shim fills one in its fault handler (plain
+/// data, no allocation) and writes it with [`FaultRecord::write`]; the analyzer's encoder
+/// uses the same function, so the field order is written once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FaultRecord {
+    pub pid: u32,
+    pub tid: u32,
+    /// The faulting address (`si_addr`); 0 for MISALIGNED (a #GP reports none).
+    pub addr: u64,
+    pub pc: u64,
+    /// The block the guard page belongs to; 0 for WILD (and MISALIGNED if unknown).
+    pub block_addr: u64,
+    pub block_size: u64,
+    /// Stack of the access: frame 0 is `pc` itself, the rest are return addresses.
+    pub stack: u32,
+    pub alloc_stack: u32,
+    pub free_stack: u32,
+    /// [`FAULT_WRITE`].
+    pub flags: u32,
+    /// [`fault`].
+    pub kind: u8,
+    /// [`func`] that allocated / freed the block.
+    pub alloc_func: u8,
+    pub free_func: u8,
+    pub time: u64,
+    pub insn: [u8; INSN_LEN],
+    /// In [`REG_NAMES`] order.
+    pub regs: [u64; 17],
+}
+
+impl FaultRecord {
+    /// Writes the payload ([`FAULT_FIELDS_LEN`] bytes).
+    pub fn write(&self, w: &mut PayloadWriter<'_>) {
+        w.u32(self.pid);
+        w.u32(self.tid);
+        w.u64(self.addr);
+        w.u64(self.pc);
+        w.u64(self.block_addr);
+        w.u64(self.block_size);
+        w.u32(self.stack);
+        w.u32(self.alloc_stack);
+        w.u32(self.free_stack);
+        w.u32(self.flags);
+        w.u8(self.kind);
+        w.u8(self.alloc_func);
+        w.u8(self.free_func);
+        w.u8(0);
+        w.u32(0);
+        w.u64(self.time);
+        w.bytes(&self.insn);
+        for r in self.regs {
+            w.u64(r);
+        }
+    }
+}
+
+/// A FATAL_SIGNAL record's fields, in wire order ([`FATAL_SIGNAL_LEN`] bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FatalSignalRecord {
+    pub pid: u32,
+    pub tid: u32,
+    pub signo: i32,
+    /// `si_code`.
+    pub code: i32,
+    /// `si_addr`: the bad address for SIGSEGV/SIGBUS, the instruction for SIGFPE/SIGILL.
+    pub addr: u64,
+    pub pc: u64,
+    /// Frame 0 is `pc` itself, the rest are return addresses.
+    pub stack: u32,
+    pub time: u64,
+    pub insn: [u8; INSN_LEN],
+    pub regs: [u64; 17],
+}
+
+impl FatalSignalRecord {
+    pub fn write(&self, w: &mut PayloadWriter<'_>) {
+        w.u32(self.pid);
+        w.u32(self.tid);
+        w.i32(self.signo);
+        w.i32(self.code);
+        w.u64(self.addr);
+        w.u64(self.pc);
+        w.u32(self.stack);
+        w.u32(0);
+        w.u64(self.time);
+        w.bytes(&self.insn);
+        for r in self.regs {
+            w.u64(r);
+        }
+    }
+}
+
+/// A CANARY record's fields, in wire order ([`CANARY_LEN`] bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CanaryRecord {
+    pub pid: u32,
+    pub tid: u32,
+    pub block_addr: u64,
+    pub block_size: u64,
+    pub alloc_stack: u32,
+    /// The free that found it; 0 when found at exit.
+    pub stack: u32,
+    /// First overwritten byte, from the block start (negative: before the block).
+    pub bad_offset: i64,
+    pub bad_len: u32,
+    pub alloc_func: u8,
+    pub time: u64,
+}
+
+impl CanaryRecord {
+    pub fn write(&self, w: &mut PayloadWriter<'_>) {
+        w.u32(self.pid);
+        w.u32(self.tid);
+        w.u64(self.block_addr);
+        w.u64(self.block_size);
+        w.u32(self.alloc_stack);
+        w.u32(self.stack);
+        w.u64(self.bad_offset as u64);
+        w.u32(self.bad_len);
+        w.u8(self.alloc_func);
+        w.u8(0);
+        w.u16(0);
+        w.u64(self.time);
+    }
+}
+
+/// A HEAP_STATS record's fields, in wire order ([`HEAP_STATS_LEN`] bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeapStatsRecord {
+    pub pid: u32,
+    pub guarded: u64,
+    /// Blocks that got canaries only (a budget was reached).
+    pub unguarded: u64,
+    pub quarantine_bytes_max: u64,
+    pub guard_budget_bytes: u64,
+}
+
+impl HeapStatsRecord {
+    pub fn write(&self, w: &mut PayloadWriter<'_>) {
+        w.u32(self.pid);
+        w.u32(0);
+        w.u64(self.guarded);
+        w.u64(self.unguarded);
+        w.u64(self.quarantine_bytes_max);
+        w.u64(self.guard_budget_bytes);
+    }
+}
 
 /// A little-endian writer over a fixed buffer, used by the shim to build payloads on the
 /// stack. Writing past the end is ignored (the caller sized the buffer).

@@ -35,7 +35,6 @@ enum Command {
         #[arg(
             required = true,
             trailing_var_arg = true,
-            allow_hyphen_values = true,
             value_name = "PROG [ARGS]"
         )]
         program: Vec<String>,
@@ -52,7 +51,6 @@ enum Command {
         #[arg(
             required = true,
             trailing_var_arg = true,
-            allow_hyphen_values = true,
             value_name = "PROG [ARGS]"
         )]
         program: Vec<String>,
@@ -69,8 +67,29 @@ enum Command {
 #[derive(Args, Clone)]
 struct TraceArgs {
     /// Follow programs started with exec (forked processes are always followed).
-    #[arg(long, value_name = "yes|no", default_value = "no", value_parser = yes_no)]
+    #[arg(long, value_name = "yes|no", default_value = "no", value_parser = yes_no, action = clap::ArgAction::Set)]
     trace_children: bool,
+    /// guard: every block against a guard page (finds bad reads and writes); fast: glibc's
+    /// heap, recording only (leaks and bad frees, for big programs).
+    #[arg(long, value_name = "guard|fast", default_value = "guard", value_parser = ["guard", "fast"])]
+    mode: String,
+    /// Put the guard page below each block (finds underflows at the instruction) instead of
+    /// after it.
+    #[arg(long)]
+    protect_below: bool,
+    /// Give every block at least this alignment (16 for programs that assume glibc's).
+    #[arg(long, value_name = "N", value_parser = alignment)]
+    alignment: Option<u32>,
+    /// Memory the guarded blocks may use, in MiB (default: a quarter of physical memory);
+    /// past it, blocks get canaries only.
+    #[arg(long, value_name = "MB", value_parser = clap::value_parser!(u64).range(1..))]
+    guard_budget_mb: Option<u64>,
+    /// Bytes of freed blocks kept inaccessible before their memory is reused, in MiB.
+    #[arg(long, value_name = "MB", default_value_t = 256)]
+    quarantine_mb: u64,
+    /// Stop the program at the first bad access.
+    #[arg(long)]
+    halt_on_error: bool,
     /// Size of the event ring shared with the program, in MiB.
     #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
     ring_mb: u32,
@@ -95,7 +114,7 @@ struct ReportArgs {
     #[arg(long, value_name = "N", default_value_t = 24, value_parser = clap::value_parser!(u32).range(1..=256))]
     num_callers: u32,
     /// Keep the C runtime's frames below main in stacks.
-    #[arg(long, value_name = "yes|no", default_value = "no", value_parser = yes_no)]
+    #[arg(long, value_name = "yes|no", default_value = "no", value_parser = yes_no, action = clap::ArgAction::Set)]
     show_below_main: bool,
     /// Write the text report to FILE instead of stderr.
     #[arg(long, value_name = "FILE")]
@@ -110,6 +129,13 @@ fn yes_no(s: &str) -> Result<bool, String> {
         "yes" => Ok(true),
         "no" => Ok(false),
         _ => Err("expected yes or no".into()),
+    }
+}
+
+fn alignment(s: &str) -> Result<u32, String> {
+    match s.parse::<u32>() {
+        Ok(n) if n.is_power_of_two() && (1..=4096).contains(&n) => Ok(n),
+        _ => Err("expected a power of two from 1 to 4096".into()),
     }
 }
 
@@ -155,13 +181,7 @@ fn main() -> ExitCode {
                     },
                 );
             }
-            let text = e.to_string();
-            let first = text
-                .lines()
-                .next()
-                .unwrap_or("bad arguments")
-                .trim_start_matches("error: ");
-            eprintln!("fencepost: {first} (see fencepost --help)");
+            eprintln!("fencepost: {} (see fencepost --help)", one_line(&e.to_string()));
             return ExitCode::from(2);
         }
     };
@@ -179,6 +199,18 @@ fn main() -> ExitCode {
         } => run(program, trace, report, Some(output)),
         Command::Report { trace_file, report } => replay(trace_file, report),
     }
+}
+
+/// clap's message on one line: the text before its usage block, lines joined.
+fn one_line(text: &str) -> String {
+    text.lines()
+        .take_while(|l| !l.starts_with("Usage:"))
+        .map(|l| l.trim())
+        .filter(|l| !l.is_empty() && !l.starts_with("tip:"))
+        .collect::<Vec<_>>()
+        .join(" ")
+        .trim_start_matches("error: ")
+        .to_string()
 }
 
 /// The shim next to our own executable, or `FENCEPOST_SHIM`.
@@ -205,6 +237,21 @@ fn find_shim() -> Result<PathBuf, String> {
             exe.display()
         ))
     }
+}
+
+/// The options the shim reads from `FENCEPOST_OPTIONS`.
+fn shim_options(t: &TraceArgs, r: &ReportArgs) -> String {
+    let mut o = format!(
+        "num_callers={},trace_children={},mode={},protect_below={},halt_on_error={},quarantine_mb={}",
+        r.num_callers, t.trace_children as u8, t.mode, t.protect_below as u8, t.halt_on_error as u8, t.quarantine_mb
+    );
+    if let Some(a) = t.alignment {
+        o.push_str(&format!(",alignment={a}"));
+    }
+    if let Some(b) = t.guard_budget_mb {
+        o.push_str(&format!(",guard_budget_mb={b}"));
+    }
+    o
 }
 
 fn analyzer_options(r: &ReportArgs) -> AnalyzerOptions {
@@ -237,8 +284,7 @@ fn run(
         program,
         shim,
         ring_bytes: trace.ring_mb as usize * 1024 * 1024,
-        num_callers: report.num_callers,
-        trace_children: trace.trace_children,
+        shim_options: shim_options(&trace, &report),
         analyzer: analyzer_options(&report),
         trace_out: output,
     };

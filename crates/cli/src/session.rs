@@ -17,8 +17,8 @@ pub struct RunConfig {
     pub program: Vec<String>,
     pub shim: PathBuf,
     pub ring_bytes: usize,
-    pub num_callers: u32,
-    pub trace_children: bool,
+    /// What the shim is told, as `key=value,…` (`FENCEPOST_OPTIONS`).
+    pub shim_options: String,
     pub analyzer: AnalyzerOptions,
     /// `record`: where the trace goes.
     pub trace_out: Option<PathBuf>,
@@ -133,16 +133,12 @@ pub fn run(cfg: RunConfig) -> Result<Outcome, SessionError> {
     }
 
     let ring_fd = ring.fd();
-    let options = format!(
-        "num_callers={},trace_children={}",
-        cfg.num_callers, cfg.trace_children as u8
-    );
     let mut cmd = std::process::Command::new(&prog_path);
     cmd.arg0(&cfg.program[0])
         .args(&cfg.program[1..])
         .env("LD_PRELOAD", preload_value(&cfg.shim))
         .env("FENCEPOST_RING_FD", ring_fd.to_string())
-        .env("FENCEPOST_OPTIONS", options);
+        .env("FENCEPOST_OPTIONS", &cfg.shim_options);
     // SAFETY: the closure runs between fork and exec and only calls fcntl, which is
     // async-signal-safe.
     unsafe {

@@ -1,20 +1,19 @@
 //! The interposed allocation surface: C and every C++ operator new/delete variant.
 //!
-//! Each entry point does its work through glibc's `__libc_*` functions and records the
-//! change. A call made while the shim is already at work on this thread (the unwinder,
-//! libc internals) goes straight to glibc unrecorded. Every block remembers its family, so a
+//! Each entry point places the block (in the guard-page heap by default, in glibc's heap in
+//! fast mode) and records the change. A call made while the shim is already at work on this
+//! thread (the unwinder, libc internals) goes straight to glibc unrecorded. Every block remembers its family, so a
 //! `delete` of a `new[]` block is a mismatched free; a pointer the shim never handed out is
 //! reported and *not* passed to glibc, so the program runs on.
 
-use crate::sys::{
-    self, __libc_calloc, __libc_free, __libc_malloc, __libc_memalign, __libc_pvalloc,
-    __libc_realloc, __libc_valloc,
-};
+use crate::guard;
+use crate::sys::{self, __libc_calloc, __libc_free, __libc_malloc, __libc_memalign, __libc_realloc};
 use crate::table::{self, BlockMeta};
 use crate::wire::{self, family, func, kind};
 use crate::{process, ring, stacks};
 use core::cell::Cell;
 use core::ffi::{c_int, c_void};
+use core::sync::atomic::{AtomicBool, Ordering};
 
 thread_local! {
     static IN_SHIM: Cell<bool> = const { Cell::new(false) };
@@ -56,28 +55,126 @@ pub fn reset_thread_after_fork() {
     TID.with(|t| t.set(0));
 }
 
-fn tid() -> u32 {
-    TID.with(|t| {
-        let v = t.get();
-        if v != 0 {
-            return v;
-        }
-        let v = sys::gettid();
-        t.set(v);
-        v
-    })
+/// This thread's kernel id, cached. The first call on a thread also gives it an alternate
+/// signal stack, so that a stack overflow can still be reported.
+pub fn tid() -> u32 {
+    let v = TID.with(|t| t.get());
+    if v != 0 {
+        return v;
+    }
+    let v = sys::gettid();
+    TID.with(|t| t.set(v));
+    crate::faults::ensure_altstack();
+    v
 }
 
-fn record_alloc(p: *mut c_void, size: usize, f: u8, fam: u8) {
-    let stack = stacks::current();
-    let meta = BlockMeta {
-        size: size as u64,
-        stack,
-        family: fam,
-        func: f,
+/// One allocation as the program asked for it.
+#[derive(Clone, Copy)]
+struct Request {
+    size: usize,
+    /// Alignment asked for (0: none beyond the natural one).
+    align: usize,
+    func: u8,
+    family: u8,
+    zeroed: bool,
+}
+
+/// Extra bytes asked of glibc for every glibc block. glibc keeps pointers to chunk headers
+/// (in its bins, `top`, and free chunks); a header sits at most 8 bytes past the end of the
+/// previous chunk's requested size, so without the padding such a pointer lands inside a
+/// live block and turns a definite leak into a "possible" one at the exit scan.
+const PAD: usize = 8;
+
+/// Guard mode (the default) or fast mode (`--mode=fast`: glibc blocks, recording only).
+pub static GUARD_MODE: AtomicBool = AtomicBool::new(true);
+
+/// A glibc block for `req`, without recording it.
+fn glibc_alloc(req: Request) -> *mut c_void {
+    let size = req.size.saturating_add(PAD);
+    // SAFETY: plain glibc allocations.
+    unsafe {
+        if req.align > 16 {
+            let p = __libc_memalign(req.align, size);
+            if req.zeroed && !p.is_null() {
+                core::ptr::write_bytes(p as *mut u8, 0, req.size);
+            }
+            p
+        } else if req.zeroed {
+            __libc_calloc(1, size)
+        } else {
+            __libc_malloc(size)
+        }
+    }
+}
+
+/// A glibc block between two canary red zones: what a block gets when the guard heap is
+/// out of budget. Overruns are found when it is freed and at exit.
+fn packed_alloc(req: Request) -> *mut c_void {
+    let total = req.size.saturating_add(2 * guard::REDZONE + PAD);
+    // SAFETY: a plain glibc allocation, then writes inside it.
+    unsafe {
+        let base = if req.zeroed { __libc_calloc(1, total) } else { __libc_malloc(total) } as *mut u8;
+        if base.is_null() {
+            return core::ptr::null_mut();
+        }
+        core::ptr::write_bytes(base, guard::CANARY, guard::REDZONE);
+        core::ptr::write_bytes(base.add(guard::REDZONE + req.size), guard::CANARY, guard::REDZONE);
+        base.add(guard::REDZONE) as *mut c_void
+    }
+}
+
+/// The first overwritten canary byte around a packed block, as (offset, length).
+fn packed_canaries(p: *mut c_void, size: usize) -> Option<(i64, u32)> {
+    let p = p as *const u8;
+    // SAFETY: the red zones were allocated with the block.
+    let (below, above) = unsafe {
+        (
+            core::slice::from_raw_parts(p.sub(guard::REDZONE), guard::REDZONE),
+            core::slice::from_raw_parts(p.add(size), guard::REDZONE),
+        )
     };
+    if let Some(i) = below.iter().position(|&b| b != guard::CANARY) {
+        let run = below[i..].iter().take_while(|&&b| b != guard::CANARY).count();
+        return Some((i as i64 - guard::REDZONE as i64, run as u32));
+    }
+    let i = above.iter().position(|&b| b != guard::CANARY)?;
+    let run = above[i..].iter().take_while(|&&b| b != guard::CANARY).count();
+    Some(((size + i) as i64, run as u32))
+}
+
+/// Where a new block goes: the guard heap, or (past its budget) a packed glibc block.
+fn place_block(req: Request, stack: u32) -> (*mut c_void, u8) {
+    if GUARD_MODE.load(Ordering::Relaxed) {
+        let align = guard::natural_alignment(req.size, req.align);
+        if let Some(p) = guard::alloc(req.size, align, req.func, stack) {
+            return (p as *mut c_void, table::PLACE_GUARDED);
+        }
+        guard::UNGUARDED_BLOCKS.fetch_add(1, Ordering::Relaxed);
+        if req.align <= 16 {
+            return (packed_alloc(req), table::PLACE_PACKED);
+        }
+    }
+    (glibc_alloc(req), table::PLACE_GLIBC)
+}
+
+fn allocate(req: Request) -> *mut c_void {
+    let Some(_busy) = enter() else { return glibc_alloc(req) };
+    let stack = stacks::current();
+    let (p, place) = place_block(req, stack);
+    if p.is_null() {
+        sys::set_errno(libc::ENOMEM);
+        return p;
+    }
+    record_alloc(p, req.size, req.func, req.family, stack, place);
+    p
+}
+
+fn record_alloc(p: *mut c_void, size: usize, f: u8, fam: u8, stack: u32, place: u8) {
+    let meta = BlockMeta { size: size as u64, stack, family: fam, func: f, place };
     let addr = p as u64;
-    crate::leaks::note_heap_address(addr);
+    if place != table::PLACE_GUARDED {
+        crate::leaks::note_heap_address(addr);
+    }
     let mut shard = table::lock(addr);
     shard.insert(addr, meta);
     let mut rec = [0u8; wire::ALLOC_LEN];
@@ -94,9 +191,10 @@ fn record_alloc(p: *mut c_void, size: usize, f: u8, fam: u8) {
     ring::emit(kind::ALLOC, &[&rec]);
 }
 
-/// Removes a block being released by `f` (of family `fam`). Returns the block when it
-/// should be handed back to glibc; None when the pointer was not ours (reported).
-fn record_release(p: *mut c_void, f: u8, fam: u8) -> Option<BlockMeta> {
+/// Removes a block being released by `f` (of family `fam`) from the table and records it.
+/// Returns the block and the release's stack; None when the pointer was not ours
+/// (reported, and not to be passed to any allocator).
+fn record_release(p: *mut c_void, f: u8, fam: u8) -> Option<(BlockMeta, u32)> {
     let stack = stacks::current();
     let addr = p as u64;
     let mut shard = table::lock(addr);
@@ -110,14 +208,10 @@ fn record_release(p: *mut c_void, f: u8, fam: u8) -> Option<BlockMeta> {
             w.u32(stack);
             w.u8(f);
             w.u8(meta.family);
-            w.u16(if meta.family != fam {
-                wire::FREE_MISMATCHED
-            } else {
-                0
-            });
+            w.u16(if meta.family != fam { wire::FREE_MISMATCHED } else { 0 });
             w.u64(sys::now_ns());
             ring::emit(kind::FREE, &[&rec]);
-            Some(meta)
+            Some((meta, stack))
         }
         None => {
             let mut rec = [0u8; wire::BAD_FREE_LEN];
@@ -136,20 +230,50 @@ fn record_release(p: *mut c_void, f: u8, fam: u8) -> Option<BlockMeta> {
     }
 }
 
-/// Extra bytes asked of glibc for every block. glibc keeps pointers to chunk headers (in
-/// its bins, `top`, and free chunks); a header sits at most 8 bytes past the end of the
-/// previous chunk's requested size, so without the padding such a pointer lands inside a
-/// live block and turns a definite leak into a "possible" one at the exit scan.
-const PAD: usize = 8;
+/// Reports overwritten canary bytes around a block (at its free, or at exit: stack 0).
+pub fn emit_canary(addr: u64, meta: &BlockMeta, stack: u32, offset: i64, len: u32) {
+    let mut rec = [0u8; wire::CANARY_LEN];
+    let mut w = wire::PayloadWriter::new(&mut rec);
+    w.u32(process::pid());
+    w.u32(tid());
+    w.u64(addr);
+    w.u64(meta.size);
+    w.u32(meta.stack);
+    w.u32(stack);
+    w.bytes(&offset.to_le_bytes());
+    w.u32(len);
+    w.u8(meta.func);
+    w.u8(0);
+    w.u16(0);
+    w.u64(sys::now_ns());
+    ring::emit(kind::CANARY, &[&rec]);
+}
 
-#[inline]
-fn alloc_with(size: usize, f: u8, fam: u8, raw: impl FnOnce() -> *mut c_void) -> *mut c_void {
-    let Some(_busy) = enter() else { return raw() };
-    let p = raw();
-    if !p.is_null() {
-        record_alloc(p, size, f, fam);
+/// The canaries of a live block, checked (at free and at exit).
+pub fn check_block(addr: u64, meta: &BlockMeta) -> Option<(i64, u32)> {
+    match meta.place {
+        table::PLACE_GUARDED => guard::live_slot_of(addr as usize).and_then(guard::check_canaries),
+        table::PLACE_PACKED => packed_canaries(addr as *mut c_void, meta.size as usize),
+        _ => None,
     }
-    p
+}
+
+/// Gives a block whose release was recorded back to where it came from.
+fn release_block(p: *mut c_void, meta: &BlockMeta, f: u8, stack: u32) {
+    if let Some((offset, len)) = check_block(p as u64, meta) {
+        emit_canary(p as u64, meta, stack, offset, len);
+    }
+    match meta.place {
+        table::PLACE_GUARDED => {
+            if let Some(id) = guard::live_slot_of(p as usize) {
+                guard::free(id, f, stack);
+            }
+        }
+        // SAFETY: the packed block started a red zone before `p`.
+        table::PLACE_PACKED => unsafe { __libc_free((p as *mut u8).sub(guard::REDZONE) as *mut c_void) },
+        // SAFETY: the table says glibc handed out `p` and it was live until now.
+        _ => unsafe { __libc_free(p) },
+    }
 }
 
 #[inline]
@@ -161,13 +285,14 @@ fn release(p: *mut c_void, f: u8, fam: u8) {
         return; // the exit report is made; the memory goes away with the process
     }
     let Some(_busy) = enter() else {
-        // SAFETY: a block allocated raw on this thread's nested path.
-        unsafe { __libc_free(p) };
+        if guard::slot_at(p as usize).is_none() {
+            // SAFETY: a block allocated raw on this thread's nested path.
+            unsafe { __libc_free(p) };
+        }
         return;
     };
-    if record_release(p, f, fam).is_some() {
-        // SAFETY: the table says glibc handed out `p` and it was live until now.
-        unsafe { __libc_free(p) };
+    if let Some((meta, stack)) = record_release(p, f, fam) {
+        release_block(p, &meta, f, stack);
     }
 }
 
@@ -175,10 +300,7 @@ fn release(p: *mut c_void, f: u8, fam: u8) {
 
 #[no_mangle]
 pub extern "C" fn malloc(size: usize) -> *mut c_void {
-    // SAFETY: plain glibc allocation.
-    alloc_with(size, func::MALLOC, family::MALLOC, || unsafe {
-        __libc_malloc(size.saturating_add(PAD))
-    })
+    allocate(Request { size, align: 0, func: func::MALLOC, family: family::MALLOC, zeroed: false })
 }
 
 #[no_mangle]
@@ -187,10 +309,7 @@ pub extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
         sys::set_errno(libc::ENOMEM);
         return core::ptr::null_mut();
     };
-    // SAFETY: plain glibc allocation.
-    alloc_with(total, func::CALLOC, family::MALLOC, || unsafe {
-        __libc_calloc(1, total.saturating_add(PAD))
-    })
+    allocate(Request { size: total, align: 0, func: func::CALLOC, family: family::MALLOC, zeroed: true })
 }
 
 #[no_mangle]
@@ -198,43 +317,81 @@ pub extern "C" fn free(p: *mut c_void) {
     release(p, func::FREE, family::MALLOC);
 }
 
+/// realloc outside recording (nested call, or after the exit report): blocks of the guard
+/// heap are moved to glibc, glibc's are glibc's business.
+fn unrecorded_realloc(p: *mut c_void, size: usize) -> *mut c_void {
+    match guard::slot_at(p as usize) {
+        Some((_, s)) => {
+            let old = s.size.load(Ordering::Relaxed) as usize;
+            // SAFETY: a fresh glibc block and the live guarded block, `min` bytes each.
+            unsafe {
+                let q = __libc_malloc(size.max(1));
+                if !q.is_null() {
+                    core::ptr::copy_nonoverlapping(p as *const u8, q as *mut u8, old.min(size));
+                }
+                q
+            }
+        }
+        // SAFETY: a glibc block (or null).
+        None => unsafe { __libc_realloc(p, size) },
+    }
+}
+
 fn realloc_impl(p: *mut c_void, size: usize, f: u8) -> *mut c_void {
     if p.is_null() {
-        // SAFETY: plain glibc allocation.
-        return alloc_with(size, f, family::MALLOC, || unsafe {
-            __libc_malloc(size.saturating_add(PAD))
-        });
+        return allocate(Request { size, align: 0, func: f, family: family::MALLOC, zeroed: false });
     }
     if process::finished() {
-        // SAFETY: after the exit report, blocks are glibc's again.
-        return unsafe { __libc_realloc(p, size) };
+        return unrecorded_realloc(p, size);
     }
-    let Some(busy) = enter() else {
-        // SAFETY: a nested call on a block allocated raw.
-        return unsafe { __libc_realloc(p, size) };
-    };
+    let Some(busy) = enter() else { return unrecorded_realloc(p, size) };
     if size == 0 {
         // glibc frees and returns NULL.
-        if record_release(p, f, family::MALLOC).is_some() {
-            // SAFETY: `p` was ours and live.
-            unsafe { __libc_free(p) };
+        if let Some((meta, stack)) = record_release(p, f, family::MALLOC) {
+            release_block(p, &meta, f, stack);
         }
         return core::ptr::null_mut();
     }
-    // The release is recorded before glibc may hand the old address to another thread.
-    let Some(old) = record_release(p, f, family::MALLOC) else {
+    let old = table::lock(p as u64).get(p as u64);
+    let in_place = !GUARD_MODE.load(Ordering::Relaxed) && old.is_some_and(|m| m.place == table::PLACE_GLIBC);
+    if !in_place {
+        // Every realloc moves the block, as under memcheck: a stale pointer to the old one
+        // then faults in quarantine.
+        let Some(old) = old else {
+            record_release(p, f, family::MALLOC); // reports the invalid realloc
+            return core::ptr::null_mut();
+        };
+        let stack = stacks::current();
+        let req = Request { size, align: 0, func: f, family: family::MALLOC, zeroed: false };
+        let (q, place) = place_block(req, stack);
+        if q.is_null() {
+            sys::set_errno(libc::ENOMEM);
+            return q;
+        }
+        // SAFETY: both blocks are live and at least `min` bytes long.
+        unsafe { core::ptr::copy_nonoverlapping(p as *const u8, q as *mut u8, (old.size as usize).min(size)) };
+        if let Some((meta, stack)) = record_release(p, f, family::MALLOC) {
+            release_block(p, &meta, f, stack);
+        }
+        record_alloc(q, size, f, family::MALLOC, stack, place);
+        return q;
+    }
+    // Fast mode: glibc's realloc, recorded as a free and an allocation. The release is
+    // recorded before glibc may hand the old address to another thread.
+    let Some((old, _)) = record_release(p, f, family::MALLOC) else {
         return core::ptr::null_mut();
     };
     // SAFETY: `p` was live in glibc's heap.
     let q = unsafe { __libc_realloc(p, size.saturating_add(PAD)) };
     drop(busy);
     let _busy = enter();
+    let stack = stacks::current();
     if q.is_null() {
         // The old block is still live: put it back.
-        record_alloc(p, old.size as usize, old.func, old.family);
+        record_alloc(p, old.size as usize, old.func, old.family, old.stack, old.place);
         return q;
     }
-    record_alloc(q, size, f, family::MALLOC);
+    record_alloc(q, size, f, family::MALLOC, stack, table::PLACE_GLIBC);
     q
 }
 
@@ -255,7 +412,11 @@ pub extern "C" fn reallocarray(p: *mut c_void, n: usize, size: usize) -> *mut c_
 }
 
 fn valid_alignment(align: usize) -> bool {
-    align.is_power_of_two() && align % core::mem::size_of::<usize>() == 0
+    align.is_power_of_two() && align.is_multiple_of(core::mem::size_of::<usize>())
+}
+
+fn aligned(size: usize, align: usize, f: u8) -> *mut c_void {
+    allocate(Request { size, align, func: f, family: family::MALLOC, zeroed: false })
 }
 
 #[no_mangle]
@@ -263,9 +424,9 @@ pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, siz
     if !valid_alignment(align) {
         return libc::EINVAL;
     }
-    let p = alloc_with(size, func::POSIX_MEMALIGN, family::MALLOC, || {
-        __libc_memalign(align, size.saturating_add(PAD))
-    });
+    let saved = sys::errno();
+    let p = aligned(size, align, func::POSIX_MEMALIGN);
+    sys::set_errno(saved); // posix_memalign reports through its result, not errno
     if p.is_null() {
         return libc::ENOMEM;
     }
@@ -279,35 +440,32 @@ pub extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
         sys::set_errno(libc::EINVAL);
         return core::ptr::null_mut();
     }
-    // SAFETY: plain glibc allocation.
-    alloc_with(size, func::ALIGNED_ALLOC, family::MALLOC, || unsafe {
-        __libc_memalign(align, size.saturating_add(PAD))
-    })
+    aligned(size, align, func::ALIGNED_ALLOC)
 }
 
 #[no_mangle]
 pub extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
-    // SAFETY: plain glibc allocation (glibc rounds a bad alignment up, as it always did).
-    alloc_with(size, func::MEMALIGN, family::MALLOC, || unsafe {
-        __libc_memalign(align, size.saturating_add(PAD))
-    })
+    // glibc rounds an alignment that is not a power of two up to one.
+    let align = if align.is_power_of_two() { align } else { align.checked_next_power_of_two().unwrap_or(0) };
+    if align == 0 {
+        sys::set_errno(libc::EINVAL);
+        return core::ptr::null_mut();
+    }
+    aligned(size, align, func::MEMALIGN)
 }
 
 #[no_mangle]
 pub extern "C" fn valloc(size: usize) -> *mut c_void {
-    // SAFETY: plain glibc allocation.
-    alloc_with(size, func::VALLOC, family::MALLOC, || unsafe {
-        __libc_valloc(size.saturating_add(PAD))
-    })
+    aligned(size, guard::PAGE, func::VALLOC)
 }
 
 #[no_mangle]
 pub extern "C" fn pvalloc(size: usize) -> *mut c_void {
-    let rounded = size.div_ceil(4096).max(1).saturating_mul(4096);
-    // SAFETY: plain glibc allocation.
-    alloc_with(rounded, func::PVALLOC, family::MALLOC, || unsafe {
-        __libc_pvalloc(rounded.saturating_add(PAD))
-    })
+    let Some(rounded) = size.max(1).checked_next_multiple_of(guard::PAGE) else {
+        sys::set_errno(libc::ENOMEM);
+        return core::ptr::null_mut();
+    };
+    aligned(rounded, guard::PAGE, func::PVALLOC)
 }
 
 /// The usable size is what was asked for: using more is an overrun.
@@ -316,9 +474,7 @@ pub extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
     if p.is_null() {
         return 0;
     }
-    table::lock(p as u64)
-        .get(p as u64)
-        .map_or(0, |m| m.size as usize)
+    table::lock(p as u64).get(p as u64).map_or(0, |m| m.size as usize)
 }
 
 // ---- C++ ----
@@ -334,16 +490,7 @@ fn cxx_symbol(name: &core::ffi::CStr) -> usize {
 /// std::bad_alloc (through libstdc++, which a program calling operator new has loaded).
 fn new_impl(size: usize, align: usize, nothrow: bool, f: u8, fam: u8) -> *mut c_void {
     loop {
-        let p = alloc_with(size, f, fam, || {
-            // SAFETY: plain glibc allocation; operator new(0) must return a unique pointer.
-            unsafe {
-                if align > 16 {
-                    __libc_memalign(align, size.saturating_add(PAD))
-                } else {
-                    __libc_malloc(size.saturating_add(PAD))
-                }
-            }
-        });
+        let p = allocate(Request { size, align, func: f, family: fam, zeroed: false });
         if !p.is_null() {
             return p;
         }

@@ -127,10 +127,34 @@ pub fn classify_and_report(sp: usize, how: u32, code: i32) {
     // SAFETY: the first `i` entries were written above.
     unsafe { core::slice::from_raw_parts_mut(blocks, scan.n) }.sort_unstable_by_key(|b| b.addr);
 
+    check_canaries(&scan);
     mark_from_roots(&mut scan);
     mark_cliques(&mut scan);
     emit_classes(&scan);
+    emit_heap_stats();
     emit_exit(how, code);
+}
+
+/// Overruns into the canaries of blocks that were never freed are found here.
+fn check_canaries(scan: &Scan) {
+    for b in scan.blocks() {
+        if let Some((offset, len)) = crate::interpose::check_block(b.addr, &b.meta) {
+            crate::interpose::emit_canary(b.addr, &b.meta, 0, offset, len);
+        }
+    }
+}
+
+fn emit_heap_stats() {
+    use crate::guard;
+    let mut p = [0u8; wire::HEAP_STATS_LEN];
+    let mut w = wire::PayloadWriter::new(&mut p);
+    w.u32(process::pid());
+    w.u32(0);
+    w.u64(guard::GUARDED_BLOCKS.load(Ordering::Relaxed));
+    w.u64(guard::UNGUARDED_BLOCKS.load(Ordering::Relaxed));
+    w.u64(guard::quarantine_max_seen());
+    w.u64(guard::GUARD_BUDGET.load(Ordering::Relaxed));
+    ring::emit(kind::HEAP_STATS, &[&p]);
 }
 
 fn emit_exit(how: u32, code: i32) {
@@ -200,7 +224,7 @@ fn heuristic_start(b: &Block, p: u64) -> bool {
     }
     let size = b.meta.size;
     match off {
-        8 => (words[0] != 0 && (size - 8) % words[0] == 0) || words[0] == size - 8,
+        8 => (words[0] != 0 && (size - 8).is_multiple_of(words[0])) || words[0] == size - 8,
         _ => words[0] <= words[1] && words[1] + 1 + 24 <= size,
     }
 }
@@ -254,7 +278,7 @@ fn drain(scan: &mut Scan, top: &mut usize) {
 
 fn mark_from_roots(scan: &mut Scan) {
     let mut top = 0usize;
-    let skip = [arena::range(), ring::range(), process::own_data_range()];
+    let skip = [arena::range(), ring::range(), process::own_data_range(), crate::guard::region()];
     let sp = scan.sp;
     const MAX_ROOTS: usize = 1 << 16;
     let roots_mem = arena::alloc(MAX_ROOTS * 16) as *mut (usize, usize);
@@ -363,8 +387,7 @@ fn emit_classes(scan: &Scan) {
         let mut w = wire::PayloadWriter::new(&mut rec);
         w.u32(process::pid());
         w.u32(n as u32);
-        for k in i..i + n {
-            let b = &blocks[k];
+        for (k, b) in blocks.iter().enumerate().skip(i).take(n) {
             // SAFETY: k < n.
             let st = unsafe { *scan.state.add(k) };
             let class = match st {

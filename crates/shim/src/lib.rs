@@ -13,6 +13,9 @@
 mod wire;
 
 mod arena;
+mod exec;
+mod faults;
+mod guard;
 mod interpose;
 mod leaks;
 mod modules;

@@ -93,7 +93,7 @@ unsafe extern "C" fn walk_cb(
     // SAFETY: data is the State passed by `walk`; info is valid for this call.
     let st = &mut *(data as *mut State);
     let info = &*info;
-    let bias = info.dlpi_addr as u64;
+    let bias = info.dlpi_addr;
     for k in st.known[..st.count].iter_mut() {
         if k.bias == bias {
             k.seen = st.generation;
@@ -169,7 +169,7 @@ unsafe fn emit_load(info: &libc::dl_phdr_info) {
     w.u32(process::pid());
     w.u16(nsegs as u16);
     w.u16(build_id.len() as u16);
-    w.u64(info.dlpi_addr as u64);
+    w.u64(info.dlpi_addr);
     ring::emit(
         kind::MODULE_LOAD,
         &[

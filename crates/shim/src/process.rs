@@ -2,7 +2,7 @@
 
 use crate::sys::{self, SpinLock};
 use crate::wire::{self, exit_how, kind, start_flags};
-use crate::{arena, leaks, modules, ring, stacks, table};
+use crate::{arena, guard, leaks, modules, ring, stacks, table};
 use core::ffi::{c_char, c_int, c_void};
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
@@ -91,6 +91,24 @@ fn read_options() {
                 }
             }
             b"trace_children" => TRACE_CHILDREN.store(v == b"1", Ordering::Relaxed),
+            b"mode" => crate::interpose::GUARD_MODE.store(v != b"fast", Ordering::Relaxed),
+            b"protect_below" => guard::PROTECT_BELOW.store(v == b"1", Ordering::Relaxed),
+            b"halt_on_error" => crate::faults::HALT_ON_ERROR.store(v == b"1", Ordering::Relaxed),
+            b"alignment" => {
+                if let Some(n) = sys::parse_u64(v).filter(|n| n.is_power_of_two() && *n <= 4096) {
+                    guard::MIN_ALIGN.store(n as usize, Ordering::Relaxed);
+                }
+            }
+            b"quarantine_mb" => {
+                if let Some(n) = sys::parse_u64(v) {
+                    guard::QUARANTINE_MAX.store(n.saturating_mul(1 << 20), Ordering::Relaxed);
+                }
+            }
+            b"guard_budget_mb" => {
+                if let Some(n) = sys::parse_u64(v).filter(|&n| n > 0) {
+                    guard::GUARD_BUDGET.store(n.saturating_mul(1 << 20), Ordering::Relaxed);
+                }
+            }
             _ => {}
         }
     }
@@ -145,6 +163,7 @@ pub fn init() {
     // SAFETY: the callback only stores into atomics.
     unsafe { libc::dl_iterate_phdr(Some(own_module_cb), core::ptr::null_mut()) };
     read_options();
+    crate::faults::install();
     let fd = env(c"FENCEPOST_RING_FD").and_then(sys::parse_u64);
     match fd.map(|fd| ring::attach(fd as i32)) {
         Some(Ok(())) => {}
@@ -409,8 +428,11 @@ pub extern "C" fn _exit(status: c_int) -> ! {
     // SAFETY: exit_group ends the process; it does not return.
     unsafe {
         libc::syscall(libc::SYS_exit_group, status);
+        // exit_group does not return; if it somehow did, end this thread for good.
+        loop {
+            libc::syscall(libc::SYS_exit, status);
+        }
     }
-    loop {}
 }
 
 #[no_mangle]
@@ -424,6 +446,7 @@ extern "C" fn fork_prepare() {
     }
     modules::lock();
     table::lock_all();
+    guard::lock();
     arena::lock();
     let token =
         ((pid() as u64) << 32) | (FORK_COUNTER.fetch_add(1, Ordering::Relaxed) & 0xffff_ffff);
@@ -443,6 +466,7 @@ extern "C" fn fork_parent() {
         return;
     }
     arena::unlock();
+    guard::unlock();
     table::unlock_all();
     modules::unlock();
 }
@@ -454,6 +478,7 @@ extern "C" fn fork_child() {
         return;
     }
     arena::force_unlock();
+    guard::force_unlock();
     table::reset_locks_after_fork();
     modules::force_unlock();
     announce(start_flags::FORKED, LAST_TOKEN.load(Ordering::Relaxed));

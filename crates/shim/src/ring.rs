@@ -125,12 +125,11 @@ pub fn emit(kind: u16, parts: &[&[u8]]) {
     if len > wire::MAX_RECORD_LEN {
         return;
     }
-    if !ATTACHED.load(Ordering::Acquire) {
-        if emit_preinit(kind, len, parts) {
+    if !ATTACHED.load(Ordering::Acquire)
+        && emit_preinit(kind, len, parts) {
             return;
         }
         // attach finished while we looked: fall through to the ring
-    }
     emit_ring(kind, len, parts);
 }
 
@@ -226,7 +225,7 @@ fn emit_ring(kind: u16, len: usize, parts: &[&[u8]]) {
             core::hint::spin_loop();
             continue;
         }
-        if waited % 256 == 0 && !consumer_alive() {
+        if waited.is_multiple_of(256) && !consumer_alive() {
             stop_recording();
             return;
         }

@@ -78,6 +78,26 @@ pub fn current() -> u32 {
     intern(&pcs[..kept])
 }
 
+/// The stack of the instruction at `pc` that raised the signal being handled: frame 0 is
+/// `pc` itself (not a return address), then its callers.
+pub fn at_signal(pc: u64) -> u32 {
+    if !ring::recording() {
+        return 0;
+    }
+    let depth = (DEPTH.load(Ordering::Relaxed) as usize).clamp(1, MAX_FRAMES);
+    let mut pcs = [0u64; MAX_FRAMES + 32];
+    let n = unwind::capture_stack(&mut pcs[..depth + 32], 0);
+    // The walk goes through our handler and the kernel's signal frame; the interrupted
+    // frame is reported with its exact pc.
+    match pcs[..n].iter().position(|&p| p == pc) {
+        Some(at) => {
+            let end = n.min(at + depth);
+            intern(&pcs[at..end])
+        }
+        None => intern(&[pc]),
+    }
+}
+
 /// The id of a stack given by its frames.
 pub fn intern(pcs: &[u64]) -> u32 {
     if !ring::recording() {

@@ -21,7 +21,16 @@ pub struct BlockMeta {
     pub stack: u32,
     pub family: u8,
     pub func: u8,
+    /// Where the block lives: `PLACE_*`.
+    pub place: u8,
 }
+
+/// A glibc block, as handed out (fast mode, or before the guard heap could be used).
+pub const PLACE_GLIBC: u8 = 0;
+/// A block of the guard-page heap.
+pub const PLACE_GUARDED: u8 = 1;
+/// A glibc block between canary red zones (the guard heap's budget was reached).
+pub const PLACE_PACKED: u8 = 2;
 
 #[derive(Clone, Copy)]
 #[repr(C)]

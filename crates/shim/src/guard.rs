@@ -1,0 +1,532 @@
+//! The guard-page heap: every block on its own run of pages, its end touching a guard page.
+//!
+//! A slot is `npages` data pages followed by one guard page (or, with `--protect-below`, one
+//! guard page followed by the data pages). The block is placed so that it ends exactly at the
+//! guard (start = end of data − size, rounded down to the block's natural alignment), so an
+//! off-by-one access faults on the instruction itself. The few bytes of slack that alignment
+//! leaves, and the bytes before the block, are canaries checked at free.
+//!
+//! Guards are made with `madvise(MADV_GUARD_INSTALL)` (Linux 6.13+), which adds no mapping:
+//! a fresh stretch of the region is guarded whole with one call, and a slot's data pages are
+//! opened with one `MADV_GUARD_REMOVE` when it is handed out. A freed block's data pages are
+//! guarded again (which also gives their memory back) and the slot waits in a FIFO quarantine
+//! bounded in bytes before it is reused, so a use after free faults. On older kernels the same
+//! is done with `mprotect`, within a budget of mappings read from `vm.max_map_count`.
+//!
+//! All metadata (slot records, the page → slot map, free lists, the quarantine) lives in the
+//! shim's arena, outside user pages: an overrun cannot corrupt it. The fault handler reads it
+//! without locks.
+
+use crate::arena;
+use crate::sys::SpinLock;
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+
+pub const PAGE: usize = 4096;
+const MADV_GUARD_INSTALL: i32 = 102;
+const MADV_GUARD_REMOVE: i32 = 103;
+
+/// Address space reserved for the heap; only touched pages cost memory.
+const REGION_LEN: usize = 1 << 40;
+/// Most pages a slot may have on the fast free lists (bigger slots use the large list).
+const SMALL_CLASSES: usize = 64;
+/// How much fresh region is guarded at once.
+const CARVE_CHUNK: usize = 64 << 20;
+
+/// Bytes written around blocks and checked at free.
+pub const CANARY: u8 = 0xfd;
+/// Canary bytes checked before a block (its underflow red zone).
+pub const REDZONE: usize = 16;
+
+pub const SLOT_FREE: u8 = 0;
+pub const SLOT_LIVE: u8 = 1;
+pub const SLOT_QUARANTINED: u8 = 2;
+
+/// What the fault handler needs to know of a slot. Written by the allocator under the heap
+/// lock, read by the fault handler without it: every field is atomic, and a torn view only
+/// makes a report less precise, never unsafe.
+#[repr(C)]
+pub struct Slot {
+    /// First page of the slot (its guard included), as an address.
+    pub base: AtomicU64,
+    /// Data pages (the guard page is one more).
+    pub npages: AtomicU32,
+    pub state: AtomicU8,
+    pub alloc_func: AtomicU8,
+    pub free_func: AtomicU8,
+    pub block: AtomicU64,
+    pub size: AtomicU64,
+    pub alloc_stack: AtomicU32,
+    pub free_stack: AtomicU32,
+    /// Next slot in a free list or the quarantine.
+    next: AtomicU32,
+}
+
+struct Heap {
+    lock: SpinLock,
+    inner: UnsafeCell<Inner>,
+}
+
+struct Inner {
+    /// Next never-used address of the region.
+    bump: usize,
+    /// Region addresses below this are guarded whole, ready to be carved.
+    guarded_to: usize,
+    nslots: u32,
+    slots_cap: u32,
+    free_small: [u32; SMALL_CLASSES + 1],
+    free_large: u32,
+    quarantine_head: u32,
+    quarantine_tail: u32,
+    quarantine_bytes: u64,
+    quarantine_max_seen: u64,
+    live_bytes: u64,
+}
+
+// SAFETY: `inner` is only touched with `lock` held.
+unsafe impl Sync for Heap {}
+
+static HEAP: Heap = Heap {
+    lock: SpinLock::new(),
+    inner: UnsafeCell::new(Inner {
+        bump: 0,
+        guarded_to: 0,
+        nslots: 0,
+        slots_cap: 0,
+        free_small: [0; SMALL_CLASSES + 1],
+        free_large: 0,
+        quarantine_head: 0,
+        quarantine_tail: 0,
+        quarantine_bytes: 0,
+        quarantine_max_seen: 0,
+        live_bytes: 0,
+    }),
+};
+
+static REGION: AtomicUsize = AtomicUsize::new(0);
+static SLOTS: AtomicUsize = AtomicUsize::new(0);
+/// Page index (from the region start) → slot id + 1; 0 for none.
+static PAGE_MAP: AtomicUsize = AtomicUsize::new(0);
+const MAX_SLOTS: usize = 1 << 26;
+static READY: AtomicBool = AtomicBool::new(false);
+static FAILED: AtomicBool = AtomicBool::new(false);
+/// Guards by madvise (true) or by mprotect (false, older kernels).
+static MADV_GUARDS: AtomicBool = AtomicBool::new(true);
+/// With mprotect, each guarded slot may cost two mappings: stop guarding new slots here.
+static MPROTECT_SLOT_BUDGET: AtomicU32 = AtomicU32::new(0);
+
+// Options (set once from FENCEPOST_OPTIONS before the first allocation).
+pub static PROTECT_BELOW: AtomicBool = AtomicBool::new(false);
+pub static MIN_ALIGN: AtomicUsize = AtomicUsize::new(1);
+pub static QUARANTINE_MAX: AtomicU64 = AtomicU64::new(256 << 20);
+pub static GUARD_BUDGET: AtomicU64 = AtomicU64::new(0);
+
+pub static GUARDED_BLOCKS: AtomicU64 = AtomicU64::new(0);
+pub static UNGUARDED_BLOCKS: AtomicU64 = AtomicU64::new(0);
+
+fn slots() -> *const Slot {
+    SLOTS.load(Ordering::Acquire) as *const Slot
+}
+
+/// The slot with this id (ids start at 1).
+pub fn slot(id: u32) -> Option<&'static Slot> {
+    let base = slots();
+    if id == 0 || base.is_null() || id as usize > MAX_SLOTS {
+        return None;
+    }
+    // SAFETY: ids below `nslots` index initialised arena memory of MAX_SLOTS slots; a stale
+    // id still points into that array (zeroed or a live record).
+    Some(unsafe { &*base.add(id as usize - 1) })
+}
+
+fn page_map() -> *const AtomicU32 {
+    PAGE_MAP.load(Ordering::Acquire) as *const AtomicU32
+}
+
+/// The region's address range, for the fault handler and the leak scan.
+pub fn region() -> (usize, usize) {
+    let r = REGION.load(Ordering::Acquire);
+    (r, if r == 0 { 0 } else { r + REGION_LEN })
+}
+
+/// The slot covering `addr`, if it lies in the region.
+pub fn slot_at(addr: usize) -> Option<(u32, &'static Slot)> {
+    let (lo, hi) = region();
+    if addr < lo || addr >= hi {
+        return None;
+    }
+    let map = page_map();
+    if map.is_null() {
+        return None;
+    }
+    // SAFETY: the page map covers the whole region.
+    let id = unsafe { (*map.add((addr - lo) / PAGE)).load(Ordering::Acquire) };
+    slot(id).map(|s| (id, s))
+}
+
+fn guard(addr: usize, len: usize) -> bool {
+    if len == 0 {
+        return true;
+    }
+    // SAFETY: [addr, addr+len) lies in our region; guarding discards its contents.
+    unsafe {
+        if MADV_GUARDS.load(Ordering::Relaxed) {
+            libc::madvise(addr as *mut libc::c_void, len, MADV_GUARD_INSTALL) == 0
+        } else {
+            libc::madvise(addr as *mut libc::c_void, len, libc::MADV_DONTNEED);
+            libc::mprotect(addr as *mut libc::c_void, len, libc::PROT_NONE) == 0
+        }
+    }
+}
+
+fn unguard(addr: usize, len: usize) -> bool {
+    if len == 0 {
+        return true;
+    }
+    // SAFETY: [addr, addr+len) lies in our region.
+    unsafe {
+        if MADV_GUARDS.load(Ordering::Relaxed) {
+            libc::madvise(addr as *mut libc::c_void, len, MADV_GUARD_REMOVE) == 0
+        } else {
+            libc::mprotect(addr as *mut libc::c_void, len, libc::PROT_READ | libc::PROT_WRITE) == 0
+        }
+    }
+}
+
+/// Opens one page for the single-stepped instruction of a fault (see `faults.rs`).
+pub fn open_page(page: usize) -> bool {
+    unguard(page, PAGE)
+}
+
+/// Closes it again after the step.
+pub fn close_page(page: usize) -> bool {
+    guard(page, PAGE)
+}
+
+fn read_max_map_count() -> u32 {
+    let mut buf = [0u8; 32];
+    // SAFETY: open/read/close into our buffer.
+    let n = unsafe {
+        let fd = libc::open(c"/proc/sys/vm/max_map_count".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return 65530;
+        }
+        let n = libc::read(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len());
+        libc::close(fd);
+        n
+    };
+    let text = &buf[..n.max(0) as usize];
+    let digits = text.iter().position(|c| !c.is_ascii_digit()).unwrap_or(text.len());
+    crate::sys::parse_u64(&text[..digits]).unwrap_or(65530) as u32
+}
+
+/// Reserves the region and metadata. False when the machine cannot give us either; the
+/// callers then use glibc blocks with canaries.
+fn init() -> bool {
+    if READY.load(Ordering::Acquire) {
+        return true;
+    }
+    if FAILED.load(Ordering::Relaxed) {
+        return false;
+    }
+    let region = crate::sys::map_anon(REGION_LEN, true);
+    let slots = arena::alloc(MAX_SLOTS * core::mem::size_of::<Slot>());
+    let map = arena::alloc(REGION_LEN / PAGE * 4);
+    if region.is_null() || slots.is_null() || map.is_null() {
+        FAILED.store(true, Ordering::Relaxed);
+        return false;
+    }
+    // Does this kernel have guard-page madvise? Try it on the first page.
+    // SAFETY: the first page of our fresh region.
+    let ok = unsafe { libc::madvise(region as *mut libc::c_void, PAGE, MADV_GUARD_INSTALL) } == 0;
+    if ok {
+        // SAFETY: as above.
+        unsafe { libc::madvise(region as *mut libc::c_void, PAGE, MADV_GUARD_REMOVE) };
+    } else {
+        MADV_GUARDS.store(false, Ordering::Relaxed);
+        // Leave room for the program's own mappings: use at most half the limit.
+        MPROTECT_SLOT_BUDGET.store(read_max_map_count() / 4, Ordering::Relaxed);
+    }
+    if GUARD_BUDGET.load(Ordering::Relaxed) == 0 {
+        // SAFETY: sysconf has no preconditions.
+        let phys = unsafe { libc::sysconf(libc::_SC_PHYS_PAGES) }.max(1) as u64 * PAGE as u64;
+        GUARD_BUDGET.store(phys / 4, Ordering::Relaxed);
+    }
+    SLOTS.store(slots as usize, Ordering::Release);
+    PAGE_MAP.store(map as usize, Ordering::Release);
+    // SAFETY: we hold no lock yet; init runs under HEAP.lock (see `alloc`).
+    let inner = unsafe { &mut *HEAP.inner.get() };
+    inner.bump = region as usize;
+    inner.guarded_to = region as usize;
+    inner.slots_cap = MAX_SLOTS as u32;
+    REGION.store(region as usize, Ordering::Release);
+    READY.store(true, Ordering::Release);
+    true
+}
+
+/// The alignment a block of `size` bytes gets: the largest power of two dividing the size,
+/// capped at 16 (any object of that size needs no more), or what was asked for.
+pub fn natural_alignment(size: usize, asked: usize) -> usize {
+    let natural = if size == 0 { 16 } else { 1usize << size.trailing_zeros().min(4) };
+    natural.max(asked).max(MIN_ALIGN.load(Ordering::Relaxed))
+}
+
+/// A guarded block, or None when the heap cannot take it (region or budget exhausted):
+/// the caller then hands out a glibc block with canaries.
+pub fn alloc(size: usize, align: usize, func: u8, stack: u32) -> Option<*mut u8> {
+    if align > PAGE * 16 || size > REGION_LEN / 4 {
+        return None;
+    }
+    let below = PROTECT_BELOW.load(Ordering::Relaxed);
+    // Data pages: the block, plus room to align its start and the underflow red zone.
+    let need = if below { size.max(1) } else { size + align.max(1) - 1 + REDZONE };
+    let npages = need.div_ceil(PAGE).max(1);
+    HEAP.lock.lock();
+    if !init() {
+        HEAP.lock.unlock();
+        return None;
+    }
+    // SAFETY: we hold the heap lock.
+    let inner = unsafe { &mut *HEAP.inner.get() };
+    let bytes = (npages * PAGE) as u64;
+    if inner.live_bytes + bytes > GUARD_BUDGET.load(Ordering::Relaxed) {
+        HEAP.lock.unlock();
+        return None;
+    }
+    let id = match take_free(inner, npages) {
+        Some(id) => id,
+        None => match carve(inner, npages) {
+            Some(id) => id,
+            None => {
+                HEAP.lock.unlock();
+                return None;
+            }
+        },
+    };
+    inner.live_bytes += bytes;
+    let s = slot(id)?;
+    let base = s.base.load(Ordering::Relaxed) as usize;
+    let data = if below { base + PAGE } else { base };
+    let data_end = data + npages * PAGE;
+    let block = if below { data } else { (data_end - size) & !(align - 1) };
+    s.block.store(block as u64, Ordering::Relaxed);
+    s.size.store(size as u64, Ordering::Relaxed);
+    s.alloc_func.store(func, Ordering::Relaxed);
+    s.alloc_stack.store(stack, Ordering::Relaxed);
+    s.free_stack.store(0, Ordering::Relaxed);
+    s.state.store(SLOT_LIVE, Ordering::Release);
+    HEAP.lock.unlock();
+
+    if !unguard(data, npages * PAGE) {
+        // Out of memory for page tables or mappings: give the slot back unused.
+        release_slot(id, false);
+        return None;
+    }
+    GUARDED_BLOCKS.fetch_add(1, Ordering::Relaxed);
+    fill_canaries(block, size, data, data_end, below);
+    Some(block as *mut u8)
+}
+
+/// Writes the canaries: the red zone before the block and the slack after it.
+fn fill_canaries(block: usize, size: usize, data: usize, data_end: usize, below: bool) {
+    // SAFETY: both ranges are inside the slot's data pages, just opened.
+    unsafe {
+        if !below {
+            let lo = block.saturating_sub(REDZONE).max(data);
+            core::ptr::write_bytes(lo as *mut u8, CANARY, block - lo);
+        }
+        let end = block + size;
+        if end < data_end && (below || end > data_end - PAGE) {
+            // Only the slack up to the guard (or, below, to the end of the last page).
+            let stop = if below { (end + PAGE - 1) & !(PAGE - 1) } else { data_end };
+            core::ptr::write_bytes(end as *mut u8, CANARY, stop.min(data_end) - end);
+        }
+    }
+}
+
+/// The first overwritten canary byte around a guarded block: (offset from the block start,
+/// run length). None when all canaries are intact.
+pub fn check_canaries(id: u32) -> Option<(i64, u32)> {
+    let s = slot(id)?;
+    let below = PROTECT_BELOW.load(Ordering::Relaxed);
+    let base = s.base.load(Ordering::Relaxed) as usize;
+    let npages = s.npages.load(Ordering::Relaxed) as usize;
+    let data = if below { base + PAGE } else { base };
+    let data_end = data + npages * PAGE;
+    let block = s.block.load(Ordering::Relaxed) as usize;
+    let size = s.size.load(Ordering::Relaxed) as usize;
+    let mut ranges = [(0usize, 0usize); 2];
+    if !below {
+        ranges[0] = (block.saturating_sub(REDZONE).max(data), block);
+    }
+    let end = block + size;
+    if end < data_end {
+        let stop = if below { ((end + PAGE - 1) & !(PAGE - 1)).min(data_end) } else { data_end };
+        ranges[1] = (end, stop);
+    }
+    for (lo, hi) in ranges {
+        // SAFETY: the ranges are inside the live slot's open data pages.
+        let bytes = unsafe { core::slice::from_raw_parts(lo as *const u8, hi - lo) };
+        if let Some(first) = bytes.iter().position(|&b| b != CANARY) {
+            let run = bytes[first..].iter().take_while(|&&b| b != CANARY).count();
+            return Some(((lo + first) as i64 - block as i64, run as u32));
+        }
+    }
+    None
+}
+
+fn take_free(inner: &mut Inner, npages: usize) -> Option<u32> {
+    if npages <= SMALL_CLASSES {
+        let head = inner.free_small[npages];
+        if head != 0 {
+            inner.free_small[npages] = slot(head)?.next.load(Ordering::Relaxed);
+            return Some(head);
+        }
+        return None;
+    }
+    // Large slots: first exact fit (large blocks are rare; the list stays short).
+    let mut prev = 0u32;
+    let mut cur = inner.free_large;
+    while cur != 0 {
+        let s = slot(cur)?;
+        let next = s.next.load(Ordering::Relaxed);
+        if s.npages.load(Ordering::Relaxed) as usize == npages {
+            if prev == 0 {
+                inner.free_large = next;
+            } else {
+                slot(prev)?.next.store(next, Ordering::Relaxed);
+            }
+            return Some(cur);
+        }
+        prev = cur;
+        cur = next;
+    }
+    None
+}
+
+fn carve(inner: &mut Inner, npages: usize) -> Option<u32> {
+    let region = REGION.load(Ordering::Relaxed);
+    let len = (npages + 1) * PAGE;
+    if inner.bump + len > region + REGION_LEN || inner.nslots as usize >= MAX_SLOTS - 1 {
+        return None;
+    }
+    if !MADV_GUARDS.load(Ordering::Relaxed) && inner.nslots >= MPROTECT_SLOT_BUDGET.load(Ordering::Relaxed) {
+        return None; // out of mappings: canaries only from here on
+    }
+    let base = inner.bump;
+    if base + len > inner.guarded_to {
+        let to = (base + len).max(inner.guarded_to + CARVE_CHUNK).min(region + REGION_LEN);
+        if !guard(inner.guarded_to, to - inner.guarded_to) {
+            return None;
+        }
+        inner.guarded_to = to;
+    }
+    inner.bump += len;
+    inner.nslots += 1;
+    let id = inner.nslots;
+    let s = slot(id)?;
+    s.base.store(base as u64, Ordering::Relaxed);
+    s.npages.store(npages as u32, Ordering::Relaxed);
+    let map = page_map();
+    let first = (base - region) / PAGE;
+    for p in first..first + npages + 1 {
+        // SAFETY: p indexes the page map, which covers the region.
+        unsafe { (*map.add(p)).store(id, Ordering::Release) };
+    }
+    Some(id)
+}
+
+/// Frees a live guarded block: its pages are guarded (and their memory returned) and the
+/// slot waits in quarantine. Returns false when `id` is not a live slot.
+pub fn free(id: u32, func: u8, stack: u32) -> bool {
+    let Some(s) = slot(id) else { return false };
+    if s.state.load(Ordering::Acquire) != SLOT_LIVE {
+        return false;
+    }
+    let below = PROTECT_BELOW.load(Ordering::Relaxed);
+    let base = s.base.load(Ordering::Relaxed) as usize;
+    let npages = s.npages.load(Ordering::Relaxed) as usize;
+    let data = if below { base + PAGE } else { base };
+    s.free_func.store(func, Ordering::Relaxed);
+    s.free_stack.store(stack, Ordering::Relaxed);
+    s.state.store(SLOT_QUARANTINED, Ordering::Release);
+    guard(data, npages * PAGE);
+    HEAP.lock.lock();
+    // SAFETY: we hold the heap lock.
+    let inner = unsafe { &mut *HEAP.inner.get() };
+    inner.live_bytes = inner.live_bytes.saturating_sub((npages * PAGE) as u64);
+    s.next.store(0, Ordering::Relaxed);
+    if inner.quarantine_tail == 0 {
+        inner.quarantine_head = id;
+    } else if let Some(t) = slot(inner.quarantine_tail) {
+        t.next.store(id, Ordering::Relaxed);
+    }
+    inner.quarantine_tail = id;
+    inner.quarantine_bytes += s.size.load(Ordering::Relaxed).max(1);
+    inner.quarantine_max_seen = inner.quarantine_max_seen.max(inner.quarantine_bytes);
+    // Release the oldest slots beyond the quarantine's budget.
+    let max = QUARANTINE_MAX.load(Ordering::Relaxed);
+    while inner.quarantine_bytes > max && inner.quarantine_head != 0 {
+        let old = inner.quarantine_head;
+        let Some(o) = slot(old) else { break };
+        inner.quarantine_head = o.next.load(Ordering::Relaxed);
+        if inner.quarantine_head == 0 {
+            inner.quarantine_tail = 0;
+        }
+        inner.quarantine_bytes = inner.quarantine_bytes.saturating_sub(o.size.load(Ordering::Relaxed).max(1));
+        push_free(inner, old);
+    }
+    HEAP.lock.unlock();
+    true
+}
+
+fn push_free(inner: &mut Inner, id: u32) {
+    let Some(s) = slot(id) else { return };
+    s.state.store(SLOT_FREE, Ordering::Release);
+    let npages = s.npages.load(Ordering::Relaxed) as usize;
+    if npages <= SMALL_CLASSES {
+        s.next.store(inner.free_small[npages], Ordering::Relaxed);
+        inner.free_small[npages] = id;
+    } else {
+        s.next.store(inner.free_large, Ordering::Relaxed);
+        inner.free_large = id;
+    }
+}
+
+/// Returns a slot that was taken but could not be opened.
+fn release_slot(id: u32, _quarantine: bool) {
+    HEAP.lock.lock();
+    // SAFETY: we hold the heap lock.
+    let inner = unsafe { &mut *HEAP.inner.get() };
+    if let Some(s) = slot(id) {
+        inner.live_bytes = inner.live_bytes.saturating_sub(s.npages.load(Ordering::Relaxed) as u64 * PAGE as u64);
+    }
+    push_free(inner, id);
+    HEAP.lock.unlock();
+}
+
+/// The live slot whose block starts at `addr`.
+pub fn live_slot_of(addr: usize) -> Option<u32> {
+    let (id, s) = slot_at(addr)?;
+    (s.state.load(Ordering::Acquire) == SLOT_LIVE && s.block.load(Ordering::Relaxed) as usize == addr).then_some(id)
+}
+
+/// Largest quarantine seen, for the end-of-run statistics.
+pub fn quarantine_max_seen() -> u64 {
+    HEAP.lock.lock();
+    // SAFETY: we hold the heap lock.
+    let v = unsafe { (*HEAP.inner.get()).quarantine_max_seen };
+    HEAP.lock.unlock();
+    v
+}
+
+/// Fork support.
+pub fn lock() {
+    HEAP.lock.lock();
+}
+pub fn unlock() {
+    HEAP.lock.unlock();
+}
+pub fn force_unlock() {
+    HEAP.lock.force_unlock();
+}

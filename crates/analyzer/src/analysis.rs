@@ -14,11 +14,14 @@ use std::sync::Arc;
 
 use crate::decode::{self, DecodeError, Event, LeakEntry};
 use crate::report::{
-    BlockInfo, ErrorKind, ErrorReport, ExitStatus, Frame, LeakKind, LeakTotals, LossRecord,
-    ProcessEnd, ProcessReport, ProcessStartKind, Report, Stack, Summary, Warning, SCHEMA,
+    Access, BlockInfo, ErrorKind, ErrorReport, ExitStatus, FoundAt, Frame, GuardStats, LeakKind,
+    LeakTotals, LossRecord, ProcessEnd, ProcessReport, ProcessStartKind, Report, Stack, Summary,
+    Warning, SCHEMA,
 };
 use crate::symbolize::{ModuleRef, SymbolizedFrame, Symbolizer};
 use crate::wire;
+
+mod faults;
 
 /// How many freed blocks are remembered (over all processes) to explain bad frees.
 const FREED_HISTORY: usize = 1 << 20;
@@ -123,6 +126,8 @@ struct Image {
     inherited: u64,
     /// Frees and reallocs of addresses the analyzer did not know as live.
     unknown_frees: u64,
+    /// The guard heap's statistics, when the shim sent them.
+    guard: Option<GuardStats>,
 }
 
 impl Image {
@@ -146,6 +151,7 @@ impl Image {
             bytes_allocated: 0,
             inherited: 0,
             unknown_frees: 0,
+            guard: None,
         }
     }
 
@@ -164,13 +170,17 @@ struct ForkSnapshot {
 }
 
 /// Identical errors are grouped: same image, kind, stack and calls.
-#[derive(Hash, PartialEq, Eq)]
+#[derive(Hash, PartialEq, Eq, Default)]
 struct ErrorKey {
     image: usize,
-    kind: ErrorKind,
+    kind: Option<ErrorKind>,
     stack: u32,
     call: u8,
     alloc_func: u8,
+    /// Canaries found at exit have no stack of their own: they are told apart by this.
+    alloc_stack: u32,
+    /// Read or write, signal number, free or exit: what else makes two errors different.
+    variant: i64,
 }
 
 struct PendingError {
@@ -178,12 +188,47 @@ struct PendingError {
     image: usize,
     tid: u32,
     count: u64,
-    call: u8,
-    stack: u32,
+    /// The release call, for free errors.
+    call: Option<u8>,
+    /// `None`: no stack (a canary found at exit).
+    stack: Option<u32>,
+    /// The stack's frame 0 is the faulting pc, not a return address.
+    stack_starts_at_pc: bool,
     alloc_stack: Option<u32>,
     free_stack: Option<u32>,
     block: Option<BlockInfo>,
+    access: Option<Access>,
+    signal: Option<i32>,
+    signal_code: Option<i32>,
+    fault_address: Option<u64>,
+    found_at: Option<FoundAt>,
+    advice: Option<String>,
     message: String,
+}
+
+impl PendingError {
+    /// An error about a release call (double, invalid or mismatched free).
+    fn release(kind: ErrorKind, image: usize, tid: u32, call: u8, stack: u32) -> Self {
+        PendingError {
+            kind,
+            image,
+            tid,
+            count: 0,
+            call: Some(call),
+            stack: Some(stack),
+            stack_starts_at_pc: false,
+            alloc_stack: None,
+            free_stack: None,
+            block: None,
+            access: None,
+            signal: None,
+            signal_code: None,
+            fault_address: None,
+            found_at: None,
+            advice: None,
+            message: String::new(),
+        }
+    }
 }
 
 /// Feeds on events, in ring order; [`Analyzer::finish`] makes the report.
@@ -333,6 +378,22 @@ impl Analyzer {
                 let img = self.image_for(t.pid);
                 self.images[img].threads += 1;
             }
+            Event::Fault(f) => self.fault(f),
+            Event::FatalSignal(s) => self.fatal_signal(s),
+            Event::Canary(c) => self.canary(c),
+            Event::HeapStats(h) => {
+                let img = self.image_for(h.pid);
+                let stats = GuardStats {
+                    guarded: h.guarded,
+                    unguarded: h.unguarded,
+                    quarantine_bytes_max: h.quarantine_bytes_max,
+                    guard_budget_bytes: h.guard_budget_bytes,
+                };
+                self.images[img]
+                    .guard
+                    .get_or_insert_with(GuardStats::default)
+                    .merge(&stats);
+            }
         }
     }
 
@@ -447,14 +508,17 @@ impl Analyzer {
 
     /// The module mapped at return address `pc` in the image right now.
     fn module_at(&self, img: usize, pc: u64) -> Option<u32> {
-        // A return address may sit just past its call's function: look up pc - 1.
-        let probe = pc.saturating_sub(1);
-        self.images[img].loaded.iter().rev().copied().find(|&id| {
-            self.modules[id as usize]
-                .ranges
-                .iter()
-                .any(|&(start, end)| probe >= start && probe < end)
-        })
+        // A return address may sit just past its call's function: look up pc - 1. A faulting
+        // pc (frame 0 of a fault's stack) is exact, and may be a module's first byte.
+        let find = |probe: u64| {
+            self.images[img].loaded.iter().rev().copied().find(|&id| {
+                self.modules[id as usize]
+                    .ranges
+                    .iter()
+                    .any(|&(start, end)| probe >= start && probe < end)
+            })
+        };
+        find(pc.saturating_sub(1)).or_else(|| find(pc))
     }
 
     fn allocate(&mut self, img: usize, addr: u64, size: u64, stack: u32, func: u8) {
@@ -522,31 +586,27 @@ impl Analyzer {
         self.record_error(
             ErrorKey {
                 image: img,
-                kind: ErrorKind::MismatchedFree,
+                kind: Some(ErrorKind::MismatchedFree),
                 stack: f.stack,
                 call: f.func,
                 alloc_func,
+                ..ErrorKey::default()
             },
             || PendingError {
-                kind: ErrorKind::MismatchedFree,
-                image: img,
-                tid: f.tid,
-                count: 0,
-                call: f.func,
-                stack: f.stack,
                 alloc_stack: block.map(|b| b.stack),
-                free_stack: None,
                 block: Some(BlockInfo {
                     address: f.addr,
                     size: block.map_or(0, |b| b.size),
                     offset: 0,
                     allocated_by: Some(alloc_name.to_string()),
+                    freed_by: None,
                 }),
                 message: format!(
                     "{} of a block allocated with {}",
                     call_name(f.func),
                     alloc_name
                 ),
+                ..PendingError::release(ErrorKind::MismatchedFree, img, f.tid, f.func, f.stack)
             },
         );
     }
@@ -560,12 +620,6 @@ impl Analyzer {
                 ErrorKind::DoubleFree,
                 freed.alloc_func,
                 PendingError {
-                    kind: ErrorKind::DoubleFree,
-                    image: img,
-                    tid: b.tid,
-                    count: 0,
-                    call: b.func,
-                    stack: b.stack,
                     alloc_stack: Some(freed.alloc_stack),
                     free_stack: Some(freed.free_stack),
                     block: Some(BlockInfo {
@@ -573,8 +627,10 @@ impl Analyzer {
                         size: freed.size,
                         offset: 0,
                         allocated_by: Some(wire::func::name(freed.alloc_func).to_string()),
+                        freed_by: None,
                     }),
                     message: format!("{call} of a block that was already freed"),
+                    ..PendingError::release(ErrorKind::DoubleFree, img, b.tid, b.func, b.stack)
                 },
             )
         } else if let Some((start, block)) = image.live_containing(b.addr) {
@@ -583,19 +639,13 @@ impl Analyzer {
                 ErrorKind::InvalidFree,
                 block.func,
                 PendingError {
-                    kind: ErrorKind::InvalidFree,
-                    image: img,
-                    tid: b.tid,
-                    count: 0,
-                    call: b.func,
-                    stack: b.stack,
                     alloc_stack: Some(block.stack),
-                    free_stack: None,
                     block: Some(BlockInfo {
                         address: start,
                         size: block.size,
                         offset: offset as i64,
                         allocated_by: Some(wire::func::name(block.func).to_string()),
+                        freed_by: None,
                     }),
                     message: format!(
                         "{call} of an address {offset} {} inside a block of {} {}",
@@ -603,6 +653,7 @@ impl Analyzer {
                         block.size,
                         plural(block.size, "byte", "bytes"),
                     ),
+                    ..PendingError::release(ErrorKind::InvalidFree, img, b.tid, b.func, b.stack)
                 },
             )
         } else {
@@ -614,26 +665,19 @@ impl Analyzer {
                 ErrorKind::InvalidFree,
                 0,
                 PendingError {
-                    kind: ErrorKind::InvalidFree,
-                    image: img,
-                    tid: b.tid,
-                    count: 0,
-                    call: b.func,
-                    stack: b.stack,
-                    alloc_stack: None,
-                    free_stack: None,
-                    block: None,
                     message: format!("{call} of an address that was never allocated ({place})"),
+                    ..PendingError::release(ErrorKind::InvalidFree, img, b.tid, b.func, b.stack)
                 },
             )
         };
         self.record_error(
             ErrorKey {
                 image: img,
-                kind,
+                kind: Some(kind),
                 stack: b.stack,
                 call: b.func,
                 alloc_func,
+                ..ErrorKey::default()
             },
             || pending,
         );
@@ -696,9 +740,16 @@ impl Analyzer {
                 frees: image.frees,
                 bytes_allocated: image.bytes_allocated,
                 inherited: image.inherited,
+                guard: image.guard,
             });
             if end == ProcessEnd::Exec {
                 continue;
+            }
+            if let Some(g) = &image.guard {
+                summary
+                    .guard
+                    .get_or_insert_with(GuardStats::default)
+                    .merge(g);
             }
             summary.allocations += image.allocations;
             summary.frees += image.frees;
@@ -790,11 +841,18 @@ impl Analyzer {
                 pid: self.images[e.image].pid,
                 thread: e.tid,
                 count: e.count,
-                call: Some(wire::func::name(e.call).to_string()),
-                access: None,
+                call: e.call.map(|c| wire::func::name(c).to_string()),
+                access: e.access.clone(),
                 block: e.block.clone(),
-                signal: None,
-                stack: stacks.stack(e.image, e.stack),
+                signal: e.signal,
+                signal_code: e.signal_code,
+                fault_address: e.fault_address,
+                found_at: e.found_at,
+                advice: e.advice.clone(),
+                stack: e
+                    .stack
+                    .map(|s| stacks.stack_from(e.image, s, e.stack_starts_at_pc))
+                    .unwrap_or_default(),
                 alloc_stack: e.alloc_stack.map(|s| stacks.stack(e.image, s)),
                 free_stack: e.free_stack.map(|s| stacks.stack(e.image, s)),
                 message: e.message.clone(),
@@ -838,8 +896,8 @@ impl Analyzer {
 struct StackResolver<'a, S: SymbolSource> {
     analyzer: &'a Analyzer,
     symbols: &'a mut S,
-    /// (module file id, module-relative pc) → frames.
-    cache: HashMap<(u32, u64), Vec<SymbolizedFrame>>,
+    /// (module file id, module-relative pc, is a return address) → frames.
+    cache: HashMap<(u32, u64, bool), Vec<SymbolizedFrame>>,
 }
 
 impl<S: SymbolSource> StackResolver<'_, S> {
@@ -854,7 +912,14 @@ impl<S: SymbolSource> StackResolver<'_, S> {
         }
     }
 
+    /// A stack whose frames are all return addresses (allocations, frees, leaks).
     fn stack(&mut self, img: usize, id: u32) -> Stack {
+        self.stack_from(img, id, false)
+    }
+
+    /// With `starts_at_pc`, frame 0 is a faulting pc, symbolized as is rather than as the
+    /// call instruction before a return address.
+    fn stack_from(&mut self, img: usize, id: u32, starts_at_pc: bool) -> Stack {
         let Some(pcs) = self.lookup(img, id).cloned() else {
             return Vec::new();
         };
@@ -863,7 +928,8 @@ impl<S: SymbolSource> StackResolver<'_, S> {
             n => n,
         };
         let mut out = Vec::new();
-        for rpc in pcs.iter() {
+        for (index, rpc) in pcs.iter().enumerate() {
+            let is_return_address = !(starts_at_pc && index == 0);
             if out.len() >= limit {
                 break;
             }
@@ -879,7 +945,11 @@ impl<S: SymbolSource> StackResolver<'_, S> {
                 continue;
             };
             let module = &self.analyzer.modules[module_id as usize];
-            let key = (module.file_id, rpc.pc.wrapping_sub(module.bias));
+            let key = (
+                module.file_id,
+                rpc.pc.wrapping_sub(module.bias),
+                is_return_address,
+            );
             let symbols = &mut *self.symbols;
             let frames = self.cache.entry(key).or_insert_with(|| {
                 let module_ref = ModuleRef {
@@ -887,7 +957,7 @@ impl<S: SymbolSource> StackResolver<'_, S> {
                     build_id: &module.build_id,
                     bias: module.bias,
                 };
-                symbols.symbolize(&module_ref, rpc.pc, true)
+                symbols.symbolize(&module_ref, rpc.pc, is_return_address)
             });
             if frames.is_empty() {
                 frames.push(SymbolizedFrame {

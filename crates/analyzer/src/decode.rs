@@ -12,6 +12,10 @@ use thiserror::Error;
 
 use crate::wire::{self, kind};
 
+/// The guard heap's records are plain data defined (with their writers) in [`wire`], shared
+/// with the shim; the analyzer decodes into the same types.
+pub use crate::wire::{CanaryRecord, FatalSignalRecord, FaultRecord, HeapStatsRecord};
+
 /// Why a record or a trace could not be read. Offsets are byte offsets in the trace file
 /// (or the ring position the caller passed in).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -225,6 +229,14 @@ pub enum Event {
         argv: Vec<String>,
     },
     MainExit(MainExit),
+    /// A bad access caught by a guard page.
+    Fault(FaultRecord),
+    /// A crash that is not a heap error.
+    FatalSignal(FatalSignalRecord),
+    /// Overwritten slack bytes around a block, found at free or exit.
+    Canary(CanaryRecord),
+    /// The guard heap's end-of-run statistics.
+    HeapStats(HeapStatsRecord),
 }
 
 /// A bounds-checked little-endian cursor over one record's payload.
@@ -277,6 +289,16 @@ impl<'a> Payload<'a> {
     }
     fn u64(&mut self) -> Result<u64, DecodeError> {
         Ok(u64::from_le_bytes(self.array()?))
+    }
+    fn i64(&mut self) -> Result<i64, DecodeError> {
+        Ok(i64::from_le_bytes(self.array()?))
+    }
+    fn regs(&mut self) -> Result<[u64; 17], DecodeError> {
+        let mut regs = [0u64; 17];
+        for r in &mut regs {
+            *r = self.u64()?;
+        }
+        Ok(regs)
     }
     fn rest(&mut self) -> &'a [u8] {
         let s = &self.bytes[self.pos.min(self.bytes.len())..];
@@ -543,6 +565,104 @@ fn decode_payload(record_kind: u16, p: &mut Payload) -> Result<Event, DecodeErro
             let _reserved = p.u32()?;
             Event::MainExit(MainExit { pid, how, value })
         }
+        kind::FAULT => {
+            let pid = p.u32()?;
+            let tid = p.u32()?;
+            let addr = p.u64()?;
+            let pc = p.u64()?;
+            let block_addr = p.u64()?;
+            let block_size = p.u64()?;
+            let stack = p.u32()?;
+            let alloc_stack = p.u32()?;
+            let free_stack = p.u32()?;
+            let flags = p.u32()?;
+            let fault_kind = p.u8()?;
+            let alloc_func = p.u8()?;
+            let free_func = p.u8()?;
+            let _reserved = (p.u8()?, p.u32()?);
+            let time = p.u64()?;
+            let insn = p.array()?;
+            let regs = p.regs()?;
+            Event::Fault(FaultRecord {
+                pid,
+                tid,
+                addr,
+                pc,
+                block_addr,
+                block_size,
+                stack,
+                alloc_stack,
+                free_stack,
+                flags,
+                kind: fault_kind,
+                alloc_func,
+                free_func,
+                time,
+                insn,
+                regs,
+            })
+        }
+        kind::FATAL_SIGNAL => {
+            let pid = p.u32()?;
+            let tid = p.u32()?;
+            let signo = p.i32()?;
+            let code = p.i32()?;
+            let addr = p.u64()?;
+            let pc = p.u64()?;
+            let stack = p.u32()?;
+            let _reserved = p.u32()?;
+            let time = p.u64()?;
+            let insn = p.array()?;
+            let regs = p.regs()?;
+            Event::FatalSignal(FatalSignalRecord {
+                pid,
+                tid,
+                signo,
+                code,
+                addr,
+                pc,
+                stack,
+                time,
+                insn,
+                regs,
+            })
+        }
+        kind::CANARY => {
+            let pid = p.u32()?;
+            let tid = p.u32()?;
+            let block_addr = p.u64()?;
+            let block_size = p.u64()?;
+            let alloc_stack = p.u32()?;
+            let stack = p.u32()?;
+            let bad_offset = p.i64()?;
+            let bad_len = p.u32()?;
+            let alloc_func = p.u8()?;
+            let _reserved = (p.u8()?, p.u16()?);
+            let time = p.u64()?;
+            Event::Canary(CanaryRecord {
+                pid,
+                tid,
+                block_addr,
+                block_size,
+                alloc_stack,
+                stack,
+                bad_offset,
+                bad_len,
+                alloc_func,
+                time,
+            })
+        }
+        kind::HEAP_STATS => {
+            let pid = p.u32()?;
+            let _reserved = p.u32()?;
+            Event::HeapStats(HeapStatsRecord {
+                pid,
+                guarded: p.u64()?,
+                unguarded: p.u64()?,
+                quarantine_bytes_max: p.u64()?,
+                guard_budget_bytes: p.u64()?,
+            })
+        }
         other => {
             return Err(DecodeError::corrupt(
                 p.record_offset,
@@ -640,6 +760,14 @@ impl Enc {
     fn bytes(&mut self, b: &[u8]) {
         self.0.extend_from_slice(b);
     }
+    /// Appends what a [`wire::PayloadWriter`] writes into a `len`-byte buffer.
+    fn wire(&mut self, len: usize, write: impl FnOnce(&mut wire::PayloadWriter<'_>)) {
+        let mut buf = vec![0u8; len];
+        let mut w = wire::PayloadWriter::new(&mut buf);
+        write(&mut w);
+        let n = w.len();
+        self.bytes(&buf[..n]);
+    }
 }
 
 impl Event {
@@ -661,6 +789,10 @@ impl Event {
             Event::ThreadStart(_) => kind::THREAD_START,
             Event::Command { .. } => kind::COMMAND,
             Event::MainExit(_) => kind::MAIN_EXIT,
+            Event::Fault(_) => kind::FAULT,
+            Event::FatalSignal(_) => kind::FATAL_SIGNAL,
+            Event::Canary(_) => kind::CANARY,
+            Event::HeapStats(_) => kind::HEAP_STATS,
         }
     }
 
@@ -799,6 +931,11 @@ impl Event {
                 e.i32(m.value);
                 e.u32(0);
             }
+            // The guard heap's records are written by the same functions the shim uses.
+            Event::Fault(f) => e.wire(wire::FAULT_LEN, |w| f.write(w)),
+            Event::FatalSignal(f) => e.wire(wire::FATAL_SIGNAL_LEN, |w| f.write(w)),
+            Event::Canary(c) => e.wire(wire::CANARY_LEN, |w| c.write(w)),
+            Event::HeapStats(h) => e.wire(wire::HEAP_STATS_LEN, |w| h.write(w)),
         }
         encode_record(self.kind(), &e.0)
     }
@@ -956,6 +1093,57 @@ mod tests {
                 pid: 10,
                 how: 1,
                 value: 9,
+            }),
+            Event::Fault(FaultRecord {
+                pid: 10,
+                tid: 11,
+                addr: 0x7000_100d,
+                pc: 0x5555_0000_1234,
+                block_addr: 0x7000_1000,
+                block_size: 13,
+                stack: 4,
+                alloc_stack: 1,
+                free_stack: 0,
+                flags: wire::FAULT_WRITE,
+                kind: wire::fault::OVERFLOW,
+                alloc_func: wire::func::MALLOC,
+                free_func: 0,
+                time: 11,
+                insn: [
+                    0x0f, 0xb6, 0x00, 0x90, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 0xff,
+                ],
+                regs: core::array::from_fn(|i| 0x1000 * i as u64 + 1),
+            }),
+            Event::FatalSignal(FatalSignalRecord {
+                pid: 10,
+                tid: 10,
+                signo: 11,
+                code: 1,
+                addr: 0,
+                pc: 0x5555_0000_1300,
+                stack: 5,
+                time: 12,
+                insn: [0x8b, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x42],
+                regs: core::array::from_fn(|i| u64::MAX - i as u64),
+            }),
+            Event::Canary(CanaryRecord {
+                pid: 10,
+                tid: 10,
+                block_addr: 0x7000_2000,
+                block_size: 16,
+                alloc_stack: 1,
+                stack: 2,
+                bad_offset: -4,
+                bad_len: 4,
+                alloc_func: wire::func::CALLOC,
+                time: 13,
+            }),
+            Event::HeapStats(HeapStatsRecord {
+                pid: 10,
+                guarded: 1_000_000,
+                unguarded: 3,
+                quarantine_bytes_max: 1 << 28,
+                guard_budget_bytes: 1 << 33,
             }),
         ]
     }

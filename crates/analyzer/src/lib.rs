@@ -7,6 +7,8 @@
 
 pub mod analysis;
 pub mod decode;
+pub mod insn;
+pub mod picture;
 pub mod report;
 pub mod symbolize;
 pub mod text;
@@ -14,7 +16,7 @@ pub mod wire;
 
 pub use analysis::{Analyzer, AnalyzerOptions, SymbolSource};
 pub use decode::{read_trace, DecodeError, Event, TraceRecords, TraceWriter};
-pub use report::{LeakKind, Report};
+pub use report::{ErrorKind, LeakKind, Report};
 pub use symbolize::Symbolizer;
 pub use text::{render_text, LeakCheck, TextOptions};
 

@@ -36,6 +36,27 @@ pub enum ExitStatus {
     Signal(i32),
 }
 
+/// The short name of a signal, `None` for one with no common name here.
+pub fn signal_abbrev(sig: i32) -> Option<&'static str> {
+    Some(match sig {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        4 => "SIGILL",
+        5 => "SIGTRAP",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        11 => "SIGSEGV",
+        13 => "SIGPIPE",
+        14 => "SIGALRM",
+        15 => "SIGTERM",
+        31 => "SIGSYS",
+        _ => return None,
+    })
+}
+
 /// Totals over the reported process images (an image replaced by exec is listed in
 /// `processes` but not counted here: it is not leak-checked, as in memcheck).
 ///
@@ -59,6 +80,34 @@ pub struct Summary {
     pub in_use_at_exit: LeakTotal,
     /// Per leak kind; every kind is always present.
     pub leaked: LeakTotals,
+    /// The guard heap's statistics over all processes (counts summed, the byte figures the
+    /// largest of any process); omitted when no process ran with the guard heap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guard: Option<GuardStats>,
+}
+
+/// How the guard heap placed blocks (from the shim's end-of-run statistics).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuardStats {
+    /// Blocks placed against a guard page.
+    pub guarded: u64,
+    /// Blocks packed with canary redzones only, because a guard budget was reached: their
+    /// overruns are found at free or exit, not at the instruction.
+    pub unguarded: u64,
+    /// The most bytes the use-after-free quarantine held at once.
+    pub quarantine_bytes_max: u64,
+    /// The guarded-bytes budget (`--guard-budget-mb`).
+    pub guard_budget_bytes: u64,
+}
+
+impl GuardStats {
+    /// Adds another process's figures: counts add up, byte figures keep the largest.
+    pub fn merge(&mut self, other: &GuardStats) {
+        self.guarded = self.guarded.saturating_add(other.guarded);
+        self.unguarded = self.unguarded.saturating_add(other.unguarded);
+        self.quarantine_bytes_max = self.quarantine_bytes_max.max(other.quarantine_bytes_max);
+        self.guard_budget_bytes = self.guard_budget_bytes.max(other.guard_budget_bytes);
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,6 +173,9 @@ pub struct ProcessReport {
     pub frees: u64,
     pub bytes_allocated: u64,
     pub inherited: u64,
+    /// The guard heap's statistics; omitted when the process did not run with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guard: Option<GuardStats>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -160,6 +212,10 @@ pub enum ErrorKind {
     HeapBufferOverflow,
     HeapBufferUnderflow,
     UseAfterFree,
+    /// A guard page of the fencepost heap that belongs to no block (a wild pointer).
+    InvalidAccess,
+    /// A general-protection fault on an aligned access to a heap block.
+    MisalignedAccess,
     FatalSignal,
 }
 
@@ -172,6 +228,8 @@ impl ErrorKind {
             ErrorKind::HeapBufferOverflow => "heap-buffer-overflow",
             ErrorKind::HeapBufferUnderflow => "heap-buffer-underflow",
             ErrorKind::UseAfterFree => "use-after-free",
+            ErrorKind::InvalidAccess => "invalid-access",
+            ErrorKind::MisalignedAccess => "misaligned-access",
             ErrorKind::FatalSignal => "fatal-signal",
         }
     }
@@ -198,9 +256,23 @@ pub struct ErrorReport {
     pub access: Option<Access>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub block: Option<BlockInfo>,
-    /// For `fatal-signal`.
+    /// For `fatal-signal`: the signal number.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signal: Option<i32>,
+    /// For `fatal-signal`: the signal's `si_code` (e.g. 1 `SEGV_MAPERR`, 2 `SEGV_ACCERR`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal_code: Option<i32>,
+    /// The address the fault reported (`si_addr`), for faults that have one: guard-page
+    /// faults, SIGSEGV and SIGBUS. May differ from `access.address` when an access
+    /// straddles into a guard page (the fault names the first bad byte).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault_address: Option<u64>,
+    /// For overwritten canaries: when they were checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub found_at: Option<FoundAt>,
+    /// What to do about it, when fencepost knows (e.g. rerun with `--alignment=16`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advice: Option<String>,
     /// Where the error happened.
     pub stack: Stack,
     pub alloc_stack: Option<Stack>,
@@ -216,11 +288,34 @@ pub enum AccessOp {
     Write,
 }
 
+impl AccessOp {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccessOp::Read => "read",
+            AccessOp::Write => "write",
+        }
+    }
+}
+
+/// The bad access itself: decoded from the faulting instruction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Access {
     pub op: AccessOp,
-    pub size: u64,
+    /// Bytes accessed (the element size of a string instruction, the vector size of a vector
+    /// one); `null` when the instruction could not be decoded.
+    pub size: Option<u64>,
+    /// The first byte accessed.
     pub address: u64,
+}
+
+/// When overwritten canary bytes were found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FoundAt {
+    /// When the block was freed (`stack` is the free's).
+    Free,
+    /// At exit, the block still live (no `stack`).
+    Exit,
 }
 
 /// The heap block an error is about, and where in it the address falls.
@@ -233,6 +328,9 @@ pub struct BlockInfo {
     /// The entry point that allocated the block (`malloc`, `operator new[]`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allocated_by: Option<String>,
+    /// For a freed block: the entry point that freed it (`free`, `operator delete`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub freed_by: Option<String>,
 }
 
 pub type Stack = Vec<Frame>;

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::analysis::{Analyzer, AnalyzerOptions, SymbolSource};
 use crate::decode::*;
-use crate::report::{ErrorKind, ExitStatus, LeakKind, ProcessEnd, Report};
+use crate::report::{AccessOp, ErrorKind, ExitStatus, FoundAt, LeakKind, ProcessEnd, Report};
 use crate::symbolize::{ModuleRef, SymbolizedFrame};
 use crate::text::{render_text, LeakCheck, TextOptions};
 use crate::wire::{self, family, func, leak, start_flags};
@@ -50,6 +50,13 @@ impl FakeSymbols {
             ],
         );
         s.add(LIB, 0x2100, vec![sym("plugin_leak", "plugin.c", 7, false)]);
+        // Faulting pcs (frame 0 of a fault's stack: looked up as is, not minus one).
+        s.add(EXE, 0x1500, vec![sym("read_past", "overrun.c", 11, false)]);
+        s.add(
+            EXE,
+            0x1600,
+            vec![sym("write_after_free", "uaf.c", 9, false)],
+        );
         s
     }
     fn add(&mut self, path: &str, rel: u64, frames: Vec<SymbolizedFrame>) {
@@ -213,6 +220,82 @@ impl Trace {
     fn main_exit(&mut self, pid: u32, how: u32, value: i32) -> &mut Self {
         self.push(Event::MainExit(MainExit { pid, how, value }))
     }
+    #[allow(clippy::too_many_arguments)]
+    fn fault(
+        &mut self,
+        pid: u32,
+        kind: u8,
+        write: bool,
+        addr: u64,
+        block: (u64, u64, u32, u32),
+        stack: u32,
+        insn: &[u8],
+        regs: &[(usize, u64)],
+    ) -> &mut Self {
+        let (block_addr, block_size, alloc_stack, free_stack) = block;
+        self.push(Event::Fault(FaultRecord {
+            pid,
+            tid: pid,
+            addr,
+            pc: FAULT_PC,
+            block_addr,
+            block_size,
+            stack,
+            alloc_stack,
+            free_stack,
+            flags: if write { wire::FAULT_WRITE } else { 0 },
+            kind,
+            alloc_func: if block_addr != 0 { func::MALLOC } else { 0 },
+            free_func: if free_stack != 0 { func::FREE } else { 0 },
+            time: 0,
+            insn: insn_bytes(insn),
+            regs: regs_of(regs),
+        }))
+    }
+    fn fatal(
+        &mut self,
+        pid: u32,
+        signo: i32,
+        code: i32,
+        addr: u64,
+        insn: &[u8],
+        regs: &[(usize, u64)],
+    ) -> &mut Self {
+        self.push(Event::FatalSignal(FatalSignalRecord {
+            pid,
+            tid: pid,
+            signo,
+            code,
+            addr,
+            pc: FAULT_PC,
+            stack: 10,
+            time: 0,
+            insn: insn_bytes(insn),
+            regs: regs_of(regs),
+        }))
+    }
+    fn canary(
+        &mut self,
+        pid: u32,
+        block: (u64, u64),
+        alloc_stack: u32,
+        stack: u32,
+        bad_offset: i64,
+        bad_len: u32,
+    ) -> &mut Self {
+        self.push(Event::Canary(CanaryRecord {
+            pid,
+            tid: pid,
+            block_addr: block.0,
+            block_size: block.1,
+            alloc_stack,
+            stack,
+            bad_offset,
+            bad_len,
+            alloc_func: func::MALLOC,
+            time: 0,
+        }))
+    }
     fn bytes(&self) -> Vec<u8> {
         let mut w = TraceWriter::new(Vec::new()).unwrap();
         for e in &self.events {
@@ -230,6 +313,40 @@ impl Trace {
         self.report_with(AnalyzerOptions::default())
     }
 }
+
+/// The pc of the faulting instructions in these tests: `read_past (overrun.c:11)`.
+const FAULT_PC: u64 = BIAS + 0x1500;
+
+fn insn_bytes(b: &[u8]) -> [u8; wire::INSN_LEN] {
+    let mut insn = [0u8; wire::INSN_LEN];
+    insn[..b.len()].copy_from_slice(b);
+    insn
+}
+
+fn regs_of(pairs: &[(usize, u64)]) -> [u64; 17] {
+    let mut regs = [0u64; 17];
+    for &(i, v) in pairs {
+        regs[i] = v;
+    }
+    regs[16] = FAULT_PC;
+    regs
+}
+
+const RAX: usize = 0;
+const RSI: usize = 6;
+const RDI: usize = 7;
+/// `movzx eax, byte [rax]`: a 1-byte read.
+const MOVZX_BYTE: &[u8] = &[0x0f, 0xb6, 0x00];
+/// `mov dword [rax], 1`: a 4-byte write.
+const MOV_DWORD_STORE: &[u8] = &[0xc7, 0x00, 0x01, 0x00, 0x00, 0x00];
+/// `mov rax, [rax]`: an 8-byte read.
+const MOV_QWORD_LOAD: &[u8] = &[0x48, 0x8b, 0x00];
+/// `rep movsb`: 1-byte elements.
+const REP_MOVSB: &[u8] = &[0xf3, 0xa4];
+/// `movdqa xmm0, [rax]`: a 16-byte read that needs 16-byte alignment.
+const MOVDQA_LOAD: &[u8] = &[0x66, 0x0f, 0x6f, 0x00];
+/// `mov eax, [rax]`.
+const MOV_DWORD_LOAD: &[u8] = &[0x8b, 0x00];
 
 fn functions(stack: &[crate::report::Frame]) -> Vec<String> {
     stack
@@ -713,7 +830,38 @@ fn garbage_fed_to_the_analyzer_never_panics() {
             .bad_free(10, 0x1000, 3)
             .push(Event::ForkPrepare(ForkPrepare { pid: 10, token: 1 }))
             .start(11, 10, start_flags::FORKED, 1)
-            .leaks(10, &[(0x1000, 16, 1, 77)])
+            .leaks(10, &[(0x1000, 16, 1, 77)]);
+        with_fault_stacks(&mut t, 10);
+        t.alloc(10, 0x7000_0ff3, 13, 1)
+            .fault(
+                10,
+                wire::fault::OVERFLOW,
+                false,
+                0x7000_1000,
+                (0x7000_0ff3, 13, 1, 0),
+                10,
+                MOVZX_BYTE,
+                &[(RAX, 0x7000_1000)],
+            )
+            .fault(
+                10,
+                wire::fault::MISALIGNED,
+                false,
+                0,
+                (0, 0, 0, 0),
+                10,
+                MOVDQA_LOAD,
+                &[(RAX, 0x7000_0ff3)],
+            )
+            .canary(10, (0x7000_0ff3, 13), 1, 0, -3, 3)
+            .fatal(10, 11, 1, 0, MOV_DWORD_LOAD, &[])
+            .push(Event::HeapStats(HeapStatsRecord {
+                pid: 10,
+                guarded: 1,
+                unguarded: 1,
+                quarantine_bytes_max: 0,
+                guard_budget_bytes: 0,
+            }))
             .exit(10, 0);
         t.bytes()
     };
@@ -1053,7 +1201,12 @@ fn analyzer_and_report_can_move_to_the_consumer_thread() {
 #[test]
 fn documented_example_is_a_valid_report() {
     let doc = include_str!("../../../docs/report-format.md");
-    let start = doc.find("```json\n").expect("example block") + "```json\n".len();
+    let example_section = doc.find("\n## Example").expect("example section");
+    let start = example_section
+        + doc[example_section..]
+            .find("```json\n")
+            .expect("example block")
+        + "```json\n".len();
     let end = start + doc[start..].find("```").expect("end of example");
     let example = &doc[start..end];
     let report = Report::from_json(example).unwrap();
@@ -1064,4 +1217,649 @@ fn documented_example_is_a_valid_report() {
     assert_eq!(written, documented);
     let blocks: u64 = report.leaks.iter().map(|l| l.blocks).sum();
     assert_eq!(report.summary.allocations - report.summary.frees, blocks);
+}
+
+/// A fault stack: the faulting pc (exact), then return addresses.
+fn with_fault_stacks(t: &mut Trace, pid: u32) {
+    t.stack(pid, 10, &[FAULT_PC, ra(0x1300)]);
+    t.stack(pid, 11, &[BIAS + 0x1600, ra(0x1300)]);
+}
+
+#[test]
+fn overflow_read_reports_size_offset_block_and_picture_once_with_a_count() {
+    let mut t = Trace::main(10);
+    with_fault_stacks(&mut t, 10);
+    let block = 0x7000_0ff3u64; // 13 bytes ending at the guard page 0x7000_1000
+    t.alloc(10, block, 13, 1);
+    for _ in 0..3 {
+        t.fault(
+            10,
+            wire::fault::OVERFLOW,
+            false,
+            block + 13,
+            (block, 13, 1, 0),
+            10,
+            MOVZX_BYTE,
+            &[(RAX, block + 13)],
+        );
+    }
+    t.free(10, block, 2)
+        .leaks(10, &[])
+        .exit(10, 0)
+        .main_exit(10, 0, 0);
+    let r = t.report();
+    assert_eq!(r.errors.len(), 1, "{:#?}", r.errors);
+    let e = &r.errors[0];
+    assert_eq!(e.kind, ErrorKind::HeapBufferOverflow);
+    assert_eq!(e.count, 3);
+    let access = e.access.as_ref().unwrap();
+    assert_eq!(
+        (access.op, access.size, access.address),
+        (AccessOp::Read, Some(1), block + 13)
+    );
+    let b = e.block.as_ref().unwrap();
+    assert_eq!((b.address, b.size, b.offset), (block, 13, 13));
+    assert_eq!(b.allocated_by.as_deref(), Some("malloc"));
+    assert_eq!(e.fault_address, Some(block + 13));
+    // Frame 0 is the faulting pc itself: symbolized without the return-address adjustment.
+    assert_eq!(functions(&e.stack), ["read_past", "main"]);
+    assert_eq!(e.stack[0].line, Some(11));
+    assert_eq!(e.stack[0].address, FAULT_PC);
+    assert_eq!(
+        functions(e.alloc_stack.as_ref().unwrap()),
+        ["make_node", "build", "main"]
+    );
+    assert!(e.free_stack.is_none());
+    assert_eq!(e.message, "read of 1 byte, 0 bytes after a 13-byte block");
+    assert_eq!(r.summary.errors, 3);
+    // --error-exitcode counts every occurrence.
+    assert_eq!(r.error_count(&[]), 3);
+
+    let text = render_text(&r, &TextOptions::default());
+    let expected =
+        "heap-buffer-overflow: read of 1 byte, 0 bytes after a 13-byte block (3 times)\n\
+                    \x20  at read_past (overrun.c:11)\n\
+                    \x20  by main (list.c:30)\n\
+                    \x20block allocated by malloc at\n\
+                    \x20  at make_node (list.c:12)\n\
+                    \x20  by build (list.c:20)\n\
+                    \x20  by main (list.c:30)\n\
+                    \n\
+                    \x20  [ 13 bytes ..................... ]|guard\n\
+                    \x20                                     ^ read 1 byte at offset 13\n";
+    assert!(text.contains(expected), "missing\n{expected}\nin\n{text}");
+    assert!(
+        text.contains("ERROR SUMMARY: 3 errors from 1 context"),
+        "{text}"
+    );
+
+    let v: Value = serde_json::from_str(&r.to_json()).unwrap();
+    let e = &v["errors"][0];
+    assert_eq!(
+        keys(e),
+        [
+            "access",
+            "alloc_stack",
+            "block",
+            "count",
+            "fault_address",
+            "free_stack",
+            "kind",
+            "message",
+            "pid",
+            "stack",
+            "thread"
+        ]
+    );
+    assert_eq!(e["kind"], "heap-buffer-overflow");
+    assert_eq!(
+        e["access"],
+        serde_json::json!({"op": "read", "size": 1, "address": block + 13})
+    );
+    assert_eq!(e["block"]["offset"], 13);
+    assert_eq!(e["count"], 3);
+    assert_eq!(Report::from_json(&r.to_json()).unwrap(), r);
+}
+
+#[test]
+fn writes_reads_and_string_instructions_are_told_apart_and_sized() {
+    let mut t = Trace::main(10);
+    with_fault_stacks(&mut t, 10);
+    t.stack(10, 12, &[BIAS + 0x1500, ra(0x1200), ra(0x1300)]);
+    t.stack(10, 13, &[BIAS + 0x1500, ra(0x1100), ra(0x1300)]);
+    let ints = 0x7000_0fe8u64; // int[6]
+    t.alloc(10, ints, 24, 1)
+        // a[6] = 1
+        .fault(
+            10,
+            wire::fault::OVERFLOW,
+            true,
+            ints + 24,
+            (ints, 24, 1, 0),
+            10,
+            MOV_DWORD_STORE,
+            &[(RAX, ints + 24)],
+        )
+        // memcpy-like rep movsb one past the end: element size 1
+        .fault(
+            10,
+            wire::fault::OVERFLOW,
+            true,
+            ints + 24,
+            (ints, 24, 1, 0),
+            12,
+            REP_MOVSB,
+            &[(RSI, 0x9000), (RDI, ints + 24)],
+        )
+        // an 8-byte read at offset 20 straddles into the guard: the access starts at 20
+        .fault(
+            10,
+            wire::fault::OVERFLOW,
+            false,
+            ints + 24,
+            (ints, 24, 1, 0),
+            13,
+            MOV_QWORD_LOAD,
+            &[(RAX, ints + 20)],
+        );
+    let r = t.report();
+    assert_eq!(r.errors.len(), 3, "{:#?}", r.errors);
+    let shape: Vec<(AccessOp, Option<u64>, i64)> = r
+        .errors
+        .iter()
+        .map(|e| {
+            let a = e.access.as_ref().unwrap();
+            (a.op, a.size, e.block.as_ref().unwrap().offset)
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            (AccessOp::Write, Some(4), 24),
+            (AccessOp::Write, Some(1), 24),
+            (AccessOp::Read, Some(8), 20)
+        ]
+    );
+    assert_eq!(
+        r.errors[0].message,
+        "write of 4 bytes, 0 bytes after a 24-byte block"
+    );
+    assert_eq!(
+        r.errors[2].message,
+        "read of 8 bytes at offset 20 of a 24-byte block, 4 bytes past its end"
+    );
+    assert_eq!(r.errors[2].access.as_ref().unwrap().address, ints + 20);
+    assert_eq!(r.errors[2].fault_address, Some(ints + 24));
+    let text = render_text(&r, &TextOptions::default());
+    // From offset 20 inside the block to the guard page.
+    assert!(
+        text.contains("\n   [ 24 bytes ..................... ]|guard\n                              ^~~~~~~~~ read 8 bytes at offset 20\n"),
+        "{text}"
+    );
+    assert!(text.contains("^ write 1 byte at offset 24\n"), "{text}");
+}
+
+#[test]
+fn use_after_free_names_the_alloc_and_free_stacks() {
+    let mut t = Trace::main(10);
+    with_fault_stacks(&mut t, 10);
+    let block = 0x7100_0fe0u64;
+    t.alloc(10, block, 32, 1).free(10, block, 2);
+    t.fault(
+        10,
+        wire::fault::USE_AFTER_FREE,
+        true,
+        block + 8,
+        (block, 32, 1, 2),
+        11,
+        MOV_DWORD_STORE,
+        &[(RAX, block + 8)],
+    );
+    let r = t.report();
+    let e = &r.errors[0];
+    assert_eq!(e.kind, ErrorKind::UseAfterFree);
+    assert_eq!(e.access.as_ref().unwrap().size, Some(4));
+    assert_eq!(e.access.as_ref().unwrap().op, AccessOp::Write);
+    let b = e.block.as_ref().unwrap();
+    assert_eq!((b.size, b.offset), (32, 8));
+    assert_eq!(b.freed_by.as_deref(), Some("free"));
+    assert_eq!(functions(&e.stack), ["write_after_free", "main"]);
+    assert_eq!(functions(e.free_stack.as_ref().unwrap()), ["build", "main"]);
+    assert_eq!(
+        e.message,
+        "write of 4 bytes at offset 8 of a 32-byte block freed earlier"
+    );
+    let text = render_text(&r, &TextOptions::default());
+    let expected =
+        "use-after-free: write of 4 bytes at offset 8 of a 32-byte block freed earlier\n\
+                    \x20  at write_after_free (uaf.c:9)\n\
+                    \x20  by main (list.c:30)\n\
+                    \x20block allocated by malloc at\n\
+                    \x20  at make_node (list.c:12)\n\
+                    \x20  by build (list.c:20)\n\
+                    \x20  by main (list.c:30)\n\
+                    \x20freed by free() at\n\
+                    \x20  at build (list.c:20)\n\
+                    \x20  by main (list.c:30)\n\
+                    \n\
+                    \x20  [ xxxxxxxxxxxxxxx freed 32 bytes ]\n\
+                    \x20           ^~~~ write 4 bytes at offset 8\n";
+    assert!(text.contains(expected), "missing\n{expected}\nin\n{text}");
+}
+
+#[test]
+fn underflow_with_a_vector_load_is_sized_and_drawn_left_of_the_block() {
+    let mut t = Trace::main(10);
+    with_fault_stacks(&mut t, 10);
+    let block = 0x7000_1000u64; // --protect-below: starts at a page, guard below
+    t.alloc(10, block, 64, 1);
+    t.fault(
+        10,
+        wire::fault::UNDERFLOW,
+        false,
+        block - 16,
+        (block, 64, 1, 0),
+        10,
+        MOVDQA_LOAD,
+        &[(RAX, block - 16)],
+    );
+    let r = t.report();
+    let e = &r.errors[0];
+    assert_eq!(e.kind, ErrorKind::HeapBufferUnderflow);
+    assert_eq!(e.access.as_ref().unwrap().size, Some(16));
+    assert_eq!(e.block.as_ref().unwrap().offset, -16);
+    assert_eq!(
+        e.message,
+        "read of 16 bytes, 16 bytes before a 64-byte block"
+    );
+    let text = render_text(&r, &TextOptions::default());
+    assert!(
+        text.contains("\n   guard|[ 64 bytes ..................... ]\n"),
+        "{text}"
+    );
+    // The whole access lies in the guard page, drawn five columns wide.
+    assert!(
+        text.contains("\n       ^ read 16 bytes at offset -16\n"),
+        "{text}"
+    );
+    let v: Value = serde_json::from_str(&r.to_json()).unwrap();
+    assert_eq!(v["errors"][0]["block"]["offset"], -16);
+}
+
+#[test]
+fn undecodable_instruction_leaves_the_size_null() {
+    let mut t = Trace::main(10);
+    with_fault_stacks(&mut t, 10);
+    let block = 0x7000_0ff0u64;
+    t.alloc(10, block, 16, 1);
+    t.fault(
+        10,
+        wire::fault::OVERFLOW,
+        true,
+        block + 16,
+        (block, 16, 1, 0),
+        10,
+        &[0x0f, 0xff],
+        &[],
+    );
+    let r = t.report();
+    let a = r.errors[0].access.as_ref().unwrap();
+    assert_eq!(
+        (a.op, a.size, a.address),
+        (AccessOp::Write, None, block + 16)
+    );
+    assert_eq!(
+        r.errors[0].message,
+        "write of unknown size, 0 bytes after a 16-byte block"
+    );
+    let v: Value = serde_json::from_str(&r.to_json()).unwrap();
+    assert!(v["errors"][0]["access"]["size"].is_null());
+    let text = render_text(&r, &TextOptions::default());
+    assert!(text.contains("^ write at offset 16\n"), "{text}");
+}
+
+#[test]
+fn misaligned_vector_load_finds_its_block_from_the_registers_and_advises_alignment() {
+    let mut t = Trace::main(10);
+    with_fault_stacks(&mut t, 10);
+    let block = 0x7200_0fe8u64; // 24 bytes: 8-aligned, as fencepost places them
+    t.alloc(10, block, 24, 1);
+    // A #GP: no address, no block from the shim.
+    t.fault(
+        10,
+        wire::fault::MISALIGNED,
+        false,
+        0,
+        (0, 0, 0, 0),
+        10,
+        MOVDQA_LOAD,
+        &[(RAX, block)],
+    );
+    let r = t.report();
+    let e = &r.errors[0];
+    assert_eq!(e.kind, ErrorKind::MisalignedAccess);
+    let a = e.access.as_ref().unwrap();
+    assert_eq!((a.op, a.size, a.address), (AccessOp::Read, Some(16), block));
+    let b = e.block.as_ref().unwrap();
+    assert_eq!((b.address, b.size, b.offset), (block, 24, 0));
+    assert_eq!(
+        functions(e.alloc_stack.as_ref().unwrap()),
+        ["make_node", "build", "main"]
+    );
+    assert_eq!(e.fault_address, None);
+    assert!(
+        e.advice.as_deref().unwrap().contains("--alignment=16"),
+        "{:?}",
+        e.advice
+    );
+    let text = render_text(&r, &TextOptions::default());
+    assert!(
+        text.contains("misaligned-access: read of 16 bytes at offset 0 of a 24-byte block: address 0x72000fe8 is not 16-byte aligned\n"),
+        "{text}"
+    );
+    assert!(text.contains("rerun with --alignment=16\n"), "{text}");
+    assert_eq!(Report::from_json(&r.to_json()).unwrap(), r);
+}
+
+#[test]
+fn fatal_signals_carry_the_signal_and_say_what_happened() {
+    let mut t = Trace::main(10);
+    with_fault_stacks(&mut t, 10);
+    t.fatal(10, 11, 1, 0, MOV_DWORD_LOAD, &[(RAX, 0)]);
+    let r = t.report();
+    let e = &r.errors[0];
+    assert_eq!(e.kind, ErrorKind::FatalSignal);
+    assert_eq!(e.signal, Some(11));
+    assert_eq!(e.signal_code, Some(1));
+    assert_eq!(e.fault_address, Some(0));
+    let a = e.access.as_ref().unwrap();
+    assert_eq!((a.op, a.size, a.address), (AccessOp::Read, Some(4), 0));
+    assert_eq!(functions(&e.stack), ["read_past", "main"]);
+    let text = render_text(&r, &TextOptions::default());
+    assert!(
+        text.contains("fatal-signal: SIGSEGV (signal 11): invalid read of 4 bytes at address 0x0 (a null pointer)\n   at read_past (overrun.c:11)\n   by main (list.c:30)\n"),
+        "{text}"
+    );
+    assert!(!text.contains("guard"), "{text}");
+    let v: Value = serde_json::from_str(&r.to_json()).unwrap();
+    assert_eq!(v["errors"][0]["signal"], 11);
+    assert_eq!(v["errors"][0]["kind"], "fatal-signal");
+    assert_eq!(r.error_count(&[]), 1);
+
+    let message = |signo, code, addr, insn: &[u8], regs: &[(usize, u64)]| {
+        let mut t = Trace::main(10);
+        with_fault_stacks(&mut t, 10);
+        t.fatal(10, signo, code, addr, insn, regs);
+        t.report().errors[0].message.clone()
+    };
+    assert_eq!(
+        message(11, 1, 0x7f00_dead_0000, MOV_DWORD_STORE, &[(RAX, 0x7f00_dead_0000)]),
+        "SIGSEGV (signal 11): invalid write of 4 bytes at address 0x7f00dead0000, which is not mapped"
+    );
+    assert_eq!(
+        message(11, 2, 0x5555_0000_1000, MOV_DWORD_STORE, &[(RAX, 0x5555_0000_1000)]),
+        "SIGSEGV (signal 11): invalid write of 4 bytes at address 0x555500001000, which the program may not write"
+    );
+    assert_eq!(
+        message(11, 1, 0x10, MOV_DWORD_LOAD, &[(RAX, 0x10)]),
+        "SIGSEGV (signal 11): invalid read of 4 bytes at address 0x10 (16 bytes past a null pointer)"
+    );
+    assert_eq!(
+        message(11, 1, 0x1234, &[0x0f, 0xff], &[]),
+        "SIGSEGV (signal 11): invalid memory access at address 0x1234, which is not mapped"
+    );
+    assert_eq!(
+        message(8, 1, FAULT_PC, &[0xf7, 0xf9], &[]),
+        "SIGFPE (signal 8): integer divide by zero"
+    );
+    assert_eq!(
+        message(6, 0, 0, &[], &[]),
+        "SIGABRT (signal 6): the program called abort()"
+    );
+    assert!(message(4, 2, FAULT_PC, &[0x0f, 0x0b], &[])
+        .starts_with("SIGILL (signal 4): illegal instruction: ud2"));
+    assert_eq!(
+        message(7, 2, 0x7f00_0000_2000, MOV_DWORD_LOAD, &[(RAX, 0x7f00_0000_2000)]),
+        "SIGBUS (signal 7): invalid read of 4 bytes at address 0x7f0000002000: no memory backs it (past the end of a mapped file?)"
+    );
+}
+
+#[test]
+fn overwritten_canaries_are_overflows_or_underflows_found_at_free_or_exit() {
+    let mut t = Trace::main(10);
+    with_fault_stacks(&mut t, 10);
+    let (a, b) = (0x7300_0ff0u64, 0x7400_0ff3u64);
+    t.alloc(10, a, 16, 1)
+        .alloc(10, b, 13, 3)
+        .canary(10, (a, 16), 1, 2, -4, 4)
+        .free(10, a, 2)
+        .canary(10, (b, 13), 3, 0, 13, 1)
+        .leaks(10, &[(b, 13, 3, leak::DEFINITE)])
+        .exit(10, 0);
+    let r = t.report();
+    assert_eq!(r.errors.len(), 2, "{:#?}", r.errors);
+    let under = &r.errors[0];
+    assert_eq!(under.kind, ErrorKind::HeapBufferUnderflow);
+    assert_eq!(under.found_at, Some(FoundAt::Free));
+    let acc = under.access.as_ref().unwrap();
+    assert_eq!(
+        (acc.op, acc.size, acc.address),
+        (AccessOp::Write, Some(4), a - 4)
+    );
+    assert_eq!(under.block.as_ref().unwrap().offset, -4);
+    assert_eq!(functions(&under.stack), ["build", "main"]);
+    assert_eq!(
+        under.message,
+        "the 4 bytes before a 16-byte block were overwritten (found when the block was freed)"
+    );
+    let over = &r.errors[1];
+    assert_eq!(over.kind, ErrorKind::HeapBufferOverflow);
+    assert_eq!(over.found_at, Some(FoundAt::Exit));
+    assert!(over.stack.is_empty());
+    assert_eq!(functions(over.alloc_stack.as_ref().unwrap()), ["main"]);
+    assert_eq!(
+        over.message,
+        "the 1 byte after a 13-byte block was overwritten (found at exit)"
+    );
+    assert_eq!(r.summary.errors, 2);
+
+    let text = render_text(&r, &TextOptions::default());
+    let expected = "heap-buffer-underflow: the 4 bytes before a 16-byte block were overwritten (found when the block was freed)\n\
+                    \x20block allocated by malloc at\n\
+                    \x20  at make_node (list.c:12)\n\
+                    \x20  by build (list.c:20)\n\
+                    \x20  by main (list.c:30)\n\
+                    \x20freed at\n\
+                    \x20  at build (list.c:20)\n\
+                    \x20  by main (list.c:30)\n\
+                    \n\
+                    \x20  canary[ 16 bytes ..................... ]\n\
+                    \x20    ^~~~ 4 bytes overwritten at offset -4\n";
+    assert!(text.contains(expected), "missing\n{expected}\nin\n{text}");
+    assert!(
+        text.contains("heap-buffer-overflow: the 1 byte after a 13-byte block was overwritten (found at exit)\n block allocated by malloc at\n   at main (list.c:30)\n"),
+        "{text}"
+    );
+    assert!(text.contains("]canary\n"), "{text}");
+    assert!(!text.contains("no stack recorded"), "{text}");
+    let v: Value = serde_json::from_str(&r.to_json()).unwrap();
+    assert_eq!(v["errors"][0]["found_at"], "free");
+    assert_eq!(v["errors"][1]["found_at"], "exit");
+    assert_eq!(
+        v["errors"][1]["access"],
+        serde_json::json!({"op": "write", "size": 1, "address": b + 13})
+    );
+}
+
+#[test]
+fn heap_stats_go_into_the_summaries_and_unguarded_blocks_are_announced() {
+    let mut t = Trace::main(10);
+    t.push(Event::HeapStats(HeapStatsRecord {
+        pid: 10,
+        guarded: 1_000_000,
+        unguarded: 3,
+        quarantine_bytes_max: 1 << 28,
+        guard_budget_bytes: 1 << 33,
+    }))
+    .leaks(10, &[])
+    .exit(10, 0);
+    let r = t.report();
+    let g = r.summary.guard.unwrap();
+    assert_eq!((g.guarded, g.unguarded), (1_000_000, 3));
+    assert_eq!(r.processes[0].guard, Some(g));
+    let v: Value = serde_json::from_str(&r.to_json()).unwrap();
+    assert_eq!(v["summary"]["guard"]["guarded"], 1_000_000);
+    assert_eq!(v["summary"]["guard"]["unguarded"], 3);
+    let text = render_text(&r, &TextOptions::default());
+    assert!(
+        text.contains("\n3 blocks were not guarded (guard budget reached); their overruns are only found at free\n"),
+        "{text}"
+    );
+    // Without unguarded blocks (or without the guard heap) there is no such line.
+    let mut t = Trace::main(10);
+    t.push(Event::HeapStats(HeapStatsRecord {
+        pid: 10,
+        guarded: 5,
+        unguarded: 0,
+        quarantine_bytes_max: 0,
+        guard_budget_bytes: 0,
+    }))
+    .exit(10, 0);
+    let text = render_text(&t.report(), &TextOptions::default());
+    assert!(!text.contains("not guarded"), "{text}");
+    assert!(Trace::main(10).report().summary.guard.is_none());
+}
+
+#[test]
+fn fault_written_by_the_shim_decodes() {
+    // The shim fills a FAULT_LEN buffer with wire::FaultRecord::write.
+    let record = FaultRecord {
+        pid: 10,
+        tid: 11,
+        addr: 0x7000_1000,
+        pc: FAULT_PC,
+        block_addr: 0x7000_0ff3,
+        block_size: 13,
+        stack: 10,
+        alloc_stack: 1,
+        free_stack: 0,
+        flags: 0,
+        kind: wire::fault::OVERFLOW,
+        alloc_func: func::MALLOC,
+        free_func: 0,
+        time: 5,
+        insn: insn_bytes(MOVZX_BYTE),
+        regs: regs_of(&[(RAX, 0x7000_1000)]),
+    };
+    let mut buf = [0u8; wire::FAULT_LEN];
+    let mut w = wire::PayloadWriter::new(&mut buf);
+    record.write(&mut w);
+    assert_eq!(w.len(), wire::FAULT_LEN);
+    let (event, _) = decode_record(&encode_record(wire::kind::FAULT, &buf), 0).unwrap();
+    assert_eq!(event, Event::Fault(record));
+    // One byte short of the fields is corrupt, not a panic.
+    // (Records are padded to 8 bytes, so "short" means a whole word short.)
+    let short = encode_record(wire::kind::FAULT, &buf[..wire::FAULT_LEN - 8]);
+    assert!(matches!(
+        decode_record(&short, 0),
+        Err(DecodeError::Corrupt { .. })
+    ));
+    for (kind, len) in [
+        (wire::kind::FATAL_SIGNAL, wire::FATAL_SIGNAL_LEN),
+        (wire::kind::CANARY, wire::CANARY_LEN),
+        (wire::kind::HEAP_STATS, wire::HEAP_STATS_LEN),
+    ] {
+        assert!(
+            decode_record(&encode_record(kind, &vec![0; len]), 0).is_ok(),
+            "{kind}"
+        );
+        assert!(
+            decode_record(&encode_record(kind, &vec![0; len - 8]), 0).is_err(),
+            "{kind}"
+        );
+    }
+}
+
+/// The error examples in docs/report-format.md are errors this code reads and writes alike.
+#[test]
+fn documented_error_examples_are_valid_errors() {
+    let doc = include_str!("../../../docs/report-format.md");
+    let example_section = doc.find("\n## Example").expect("example section");
+    let mut kinds = Vec::new();
+    for block in doc[..example_section].split("```json\n").skip(1) {
+        let json = &block[..block.find("```").expect("end of example")];
+        let error: crate::report::ErrorReport = serde_json::from_str(json).unwrap();
+        let written = serde_json::to_value(&error).unwrap();
+        let documented: Value = serde_json::from_str(json).unwrap();
+        assert_eq!(written, documented, "{json}");
+        kinds.push(error.kind);
+    }
+    assert_eq!(
+        kinds,
+        [
+            ErrorKind::HeapBufferOverflow,
+            ErrorKind::HeapBufferUnderflow,
+            ErrorKind::FatalSignal
+        ]
+    );
+}
+
+#[test]
+fn fatal_general_protection_fault_on_a_misaligned_heap_access_gets_the_advice() {
+    // The shim reports an unhandled #GP as SIGSEGV with si_code SI_KERNEL and no address.
+    let mut t = Trace::main(10);
+    with_fault_stacks(&mut t, 10);
+    let block = 0x7200_0fe8u64; // 24 bytes, 8-aligned
+    t.alloc(10, block, 24, 1)
+        .fatal(10, 11, 0x80, 0, MOVDQA_LOAD, &[(RAX, block)]);
+    let r = t.report();
+    let e = &r.errors[0];
+    assert_eq!(e.kind, ErrorKind::FatalSignal);
+    assert_eq!(
+        (e.signal, e.signal_code, e.fault_address),
+        (Some(11), Some(0x80), None)
+    );
+    let a = e.access.as_ref().unwrap();
+    assert_eq!((a.op, a.size, a.address), (AccessOp::Read, Some(16), block));
+    let b = e.block.as_ref().unwrap();
+    assert_eq!((b.address, b.size, b.offset), (block, 24, 0));
+    assert!(
+        e.advice
+            .as_deref()
+            .unwrap()
+            .ends_with("rerun with --alignment=16"),
+        "{:?}",
+        e.advice
+    );
+    assert_eq!(
+        e.message,
+        "SIGSEGV (signal 11): read of 16 bytes at offset 0 of a 24-byte block: address 0x72000fe8 \
+         is not 16-byte aligned (general-protection fault)"
+    );
+    let text = render_text(&r, &TextOptions::default());
+    assert!(
+        text.contains(" block allocated by malloc at\n   at make_node (list.c:12)\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\n     ^~~~~~~~~~~~~~~~~~~ read 16 bytes at offset 0\n"),
+        "{text}"
+    );
+    // The same #GP outside the heap is only a crash.
+    let mut t = Trace::main(10);
+    with_fault_stacks(&mut t, 10);
+    t.fatal(
+        10,
+        11,
+        0x80,
+        0,
+        MOV_DWORD_LOAD,
+        &[(RAX, 0x8000_0000_0000_0000)],
+    );
+    let e = &t.report().errors[0];
+    assert!(e.advice.is_none() && e.block.is_none());
+    assert_eq!(
+        e.message,
+        "SIGSEGV (signal 11): invalid read of 4 bytes at address 0x8000000000000000, a non-canonical address (a corrupted pointer?)"
+    );
 }

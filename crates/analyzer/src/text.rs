@@ -5,9 +5,10 @@
 use std::fmt::Write;
 
 use crate::analysis::plural;
+use crate::picture::{draw, picture_for};
 use crate::report::{
-    ErrorKind, ErrorReport, ExitStatus, Frame, LeakKind, LeakTotal, LeakTotals, LossRecord,
-    ProcessEnd, ProcessReport, ProcessStartKind, Report,
+    signal_abbrev, ErrorKind, ErrorReport, ExitStatus, FoundAt, Frame, LeakKind, LeakTotal,
+    LeakTotals, LossRecord, ProcessEnd, ProcessReport, ProcessStartKind, Report,
 };
 
 /// `--leak-check`.
@@ -183,20 +184,14 @@ fn render_error(out: &mut String, e: &ErrorReport, num_callers: usize) {
         String::new()
     };
     let _ = writeln!(out, "{}: {}{times}{thread}", e.kind, e.message);
-    render_stack(out, &e.stack, num_callers);
-    if let Some(access) = &e.access {
-        let op = match access.op {
-            crate::report::AccessOp::Read => "read",
-            crate::report::AccessOp::Write => "write",
-        };
-        let _ = writeln!(
-            out,
-            " {op} of {} {} at {:#x}",
-            access.size,
-            plural(access.size, "byte", "bytes"),
-            access.address
-        );
+    if !matches!(
+        e.kind,
+        ErrorKind::DoubleFree | ErrorKind::InvalidFree | ErrorKind::MismatchedFree
+    ) {
+        render_access_error(out, e, num_callers);
+        return;
     }
+    render_stack(out, &e.stack, num_callers);
     if let Some(stack) = &e.alloc_stack {
         let (size, by) = match &e.block {
             Some(b) => (
@@ -228,6 +223,52 @@ fn render_error(out: &mut String, e: &ErrorReport, num_callers: usize) {
     if let Some(stack) = &e.free_stack {
         let _ = writeln!(out, " freed at");
         render_stack(out, stack, num_callers);
+    }
+}
+
+/// Bad accesses, overwritten canaries and fatal signals: where, the block's history, advice,
+/// and the picture of the block and the access.
+fn render_access_error(out: &mut String, e: &ErrorReport, num_callers: usize) {
+    // A canary's stack is the free that found it (none at exit): shown as the free below.
+    if e.found_at.is_none() {
+        render_stack(out, &e.stack, num_callers);
+    }
+    let block = e.block.as_ref();
+    if let Some(stack) = &e.alloc_stack {
+        let by = block
+            .and_then(|b| b.allocated_by.as_deref())
+            .map(|f| format!(" by {f}"))
+            .unwrap_or_default();
+        let _ = writeln!(out, " block allocated{by} at");
+        render_stack(out, stack, num_callers);
+    }
+    if let Some(stack) = &e.free_stack {
+        let by = block
+            .and_then(|b| b.freed_by.as_deref())
+            .map(|f| format!(" by {}", call_text(f)))
+            .unwrap_or_default();
+        let _ = writeln!(out, " freed{by} at");
+        render_stack(out, stack, num_callers);
+    }
+    if e.found_at == Some(FoundAt::Free) {
+        let _ = writeln!(out, " freed at");
+        render_stack(out, &e.stack, num_callers);
+    }
+    if let Some(advice) = &e.advice {
+        let _ = writeln!(out, " {advice}");
+    }
+    if let Some(picture) = picture_for(e) {
+        let [top, bottom] = draw(&picture);
+        let _ = writeln!(out, "\n   {top}\n   {bottom}");
+    }
+}
+
+/// `free()`, but `operator delete` as is.
+fn call_text(name: &str) -> String {
+    if name.starts_with("operator") {
+        name.to_string()
+    } else {
+        format!("{name}()")
     }
 }
 
@@ -318,6 +359,14 @@ fn render_process_leaks(
         plural(in_use.blocks, "block", "blocks"),
         heap_usage(process)
     );
+    if let Some(guard) = process.guard.filter(|g| g.unguarded > 0) {
+        let _ = writeln!(
+            out,
+            "{} {} not guarded (guard budget reached); their overruns are only found at free",
+            thousands(guard.unguarded),
+            plural(guard.unguarded, "block was", "blocks were"),
+        );
+    }
     if opts.leak_check == LeakCheck::No {
         return;
     }
@@ -392,23 +441,10 @@ fn leak_phrase(kind: LeakKind) -> &'static str {
 }
 
 fn signal_name(sig: i32) -> String {
-    let name = match sig {
-        1 => "SIGHUP",
-        2 => "SIGINT",
-        3 => "SIGQUIT",
-        4 => "SIGILL",
-        5 => "SIGTRAP",
-        6 => "SIGABRT",
-        7 => "SIGBUS",
-        8 => "SIGFPE",
-        9 => "SIGKILL",
-        11 => "SIGSEGV",
-        13 => "SIGPIPE",
-        14 => "SIGALRM",
-        15 => "SIGTERM",
-        _ => return format!("signal {sig}"),
-    };
-    format!("signal {sig} ({name})")
+    match signal_abbrev(sig) {
+        Some(name) => format!("signal {sig} ({name})"),
+        None => format!("signal {sig}"),
+    }
 }
 
 /// `1234567` → `1,234,567`, as memcheck prints counts.

@@ -193,8 +193,10 @@ pub mod fault {
 }
 
 /// Registers sent with faults, in this order (iced-x86 / DWARF-independent).
-pub const REG_NAMES: [&str; 17] =
-    ["rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rip"];
+pub const REG_NAMES: [&str; 17] = [
+    "rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12", "r13",
+    "r14", "r15", "rip",
+];
 pub const REGS_LEN: usize = 17 * 8;
 /// Instruction bytes copied from the faulting pc (x86-64 instructions are at most 15).
 pub const INSN_LEN: usize = 16;
@@ -248,7 +250,7 @@ pub const THREAD_START_LEN: usize = 16;
 /// (of the access), alloc_stack u32, free_stack u32, flags u32 (bit 0: write),
 /// kind u8 (`fault::*`), alloc_func u8, free_func u8, reserved u8, reserved u32, time u64,
 /// insn [INSN_LEN], regs [REGS_LEN]. For WILD faults the block fields are 0.
-pub const FAULT_LEN: usize = 80 + INSN_LEN + REGS_LEN;
+pub const FAULT_LEN: usize = 72 + INSN_LEN + REGS_LEN;
 pub const FAULT_WRITE: u32 = 1;
 /// FatalSignal: pid u32, tid u32, signo i32, code i32, addr u64, pc u64, stack u32,
 /// reserved u32, time u64, insn [INSN_LEN], regs [REGS_LEN].
@@ -266,12 +268,6 @@ pub const EXEC_LEN: usize = 8;
 
 /// MainExit (CLI): pid u32, how u32 (0 exited, 1 signalled), value i32, reserved u32.
 pub const MAIN_EXIT_LEN: usize = 16;
-
-/// What the FAULT layout comment above adds up to: 72 bytes of fixed fields, the
-/// instruction bytes, the registers. `FAULT_LEN` is 8 bytes longer; a writer that fills
-/// `FAULT_LEN` bytes leaves those 8 (after the registers) zero, and the analyzer accepts any
-/// payload of at least `FAULT_FIELDS_LEN` bytes.
-pub const FAULT_FIELDS_LEN: usize = 72 + INSN_LEN + REGS_LEN;
 
 /// A FAULT record's fields, in wire order. The shim fills one in its fault handler (plain
 /// data, no allocation) and writes it with [`FaultRecord::write`]; the analyzer's encoder
@@ -304,7 +300,7 @@ pub struct FaultRecord {
 }
 
 impl FaultRecord {
-    /// Writes the payload ([`FAULT_FIELDS_LEN`] bytes).
+    /// Writes the payload ([`FAULT_LEN`] bytes).
     pub fn write(&self, w: &mut PayloadWriter<'_>) {
         w.u32(self.pid);
         w.u32(self.tid);

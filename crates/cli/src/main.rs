@@ -32,11 +32,7 @@ enum Command {
         #[command(flatten)]
         report: ReportArgs,
         /// The program and its arguments.
-        #[arg(
-            required = true,
-            trailing_var_arg = true,
-            value_name = "PROG [ARGS]"
-        )]
+        #[arg(required = true, trailing_var_arg = true, value_name = "PROG [ARGS]")]
         program: Vec<String>,
     },
     /// Run a program and keep its event stream in a trace file (read it with `report`).
@@ -48,11 +44,7 @@ enum Command {
         trace: TraceArgs,
         #[command(flatten)]
         report: ReportArgs,
-        #[arg(
-            required = true,
-            trailing_var_arg = true,
-            value_name = "PROG [ARGS]"
-        )]
+        #[arg(required = true, trailing_var_arg = true, value_name = "PROG [ARGS]")]
         program: Vec<String>,
     },
     /// Make the report of a trace file written by `record`.
@@ -181,7 +173,10 @@ fn main() -> ExitCode {
                     },
                 );
             }
-            eprintln!("fencepost: {} (see fencepost --help)", one_line(&e.to_string()));
+            eprintln!(
+                "fencepost: {} (see fencepost --help)",
+                one_line(&e.to_string())
+            );
             return ExitCode::from(2);
         }
     };

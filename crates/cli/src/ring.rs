@@ -13,6 +13,8 @@ pub struct Ring {
     base: *mut u8,
     map_len: usize,
     cap: u64,
+    /// The producers' reservation counter as last read.
+    known_reserve: u64,
 }
 
 // SAFETY: the mapping is shared memory accessed only through atomics and bounded copies;
@@ -75,6 +77,7 @@ impl Ring {
             base: p as *mut u8,
             map_len: len,
             cap: cap as u64,
+            known_reserve: 0,
         };
         ring.u64_at(ring_off::CAPACITY)
             .store(cap as u64, Ordering::Relaxed);
@@ -131,19 +134,25 @@ impl Ring {
         }
         let (len, _kind) = wire::split_header(word);
         let len = len as u64;
-        if len < wire::RECORD_HEADER_LEN as u64 || len % 8 != 0 || len > wire::MAX_RECORD_LEN as u64
+        if len < wire::RECORD_HEADER_LEN as u64
+            || !len.is_multiple_of(8)
+            || len > wire::MAX_RECORD_LEN as u64
         {
             return Err(RingError::Corrupt {
                 pos: tail,
                 what: "bad record length",
             });
         }
-        let reserve = self.u64_at(ring_off::RESERVE).load(Ordering::Acquire);
-        if tail + len > reserve {
-            return Err(RingError::Corrupt {
-                pos: tail,
-                what: "record runs past the reserved space",
-            });
+        // `reserve` is the producers' hot counter: re-read it only when the cached value
+        // cannot vouch for this record.
+        if tail + len > self.known_reserve {
+            self.known_reserve = self.u64_at(ring_off::RESERVE).load(Ordering::Acquire);
+            if tail + len > self.known_reserve {
+                return Err(RingError::Corrupt {
+                    pos: tail,
+                    what: "record runs past the reserved space",
+                });
+            }
         }
         out.clear();
         out.reserve(len as usize);

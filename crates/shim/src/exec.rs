@@ -43,7 +43,8 @@ fn real(name: &core::ffi::CStr) -> *mut c_void {
     unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) }
 }
 
-type ExecVe = unsafe extern "C" fn(*const c_char, *const *const c_char, *const *const c_char) -> c_int;
+type ExecVe =
+    unsafe extern "C" fn(*const c_char, *const *const c_char, *const *const c_char) -> c_int;
 type ExecV = unsafe extern "C" fn(*const c_char, *const *const c_char) -> c_int;
 type FExecVe = unsafe extern "C" fn(c_int, *const *const c_char, *const *const c_char) -> c_int;
 
@@ -64,7 +65,11 @@ extern "C" {
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn execve(path: *const c_char, argv: *const *const c_char, envp: *const *const c_char) -> c_int {
+pub unsafe extern "C" fn execve(
+    path: *const c_char,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+) -> c_int {
     let f = real_or_enosys!(c"execve", ExecVe);
     around(|| f(path, argv, envp))
 }
@@ -82,13 +87,21 @@ pub unsafe extern "C" fn execvp(file: *const c_char, argv: *const *const c_char)
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn execvpe(file: *const c_char, argv: *const *const c_char, envp: *const *const c_char) -> c_int {
+pub unsafe extern "C" fn execvpe(
+    file: *const c_char,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+) -> c_int {
     let f = real_or_enosys!(c"execvpe", ExecVe);
     around(|| f(file, argv, envp))
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn fexecve(fd: c_int, argv: *const *const c_char, envp: *const *const c_char) -> c_int {
+pub unsafe extern "C" fn fexecve(
+    fd: c_int,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+) -> c_int {
     let f = real_or_enosys!(c"fexecve", FExecVe);
     around(|| f(fd, argv, envp))
 }
@@ -102,8 +115,19 @@ const MAX_ARGS: usize = 1024;
 
 /// The body of `execl`, `execlp` and `execle`: `regs` holds the five variadic arguments that
 /// came in registers (rsi, rdx, rcx, r8, r9), `stack` the ones after them.
-unsafe extern "C" fn execl_impl(path: *const c_char, regs: *const *const c_char, stack: *const *const c_char, which: usize) -> c_int {
-    let arg = |i: usize| if i < 5 { *regs.add(i) } else { *stack.add(i - 5) };
+unsafe extern "C" fn execl_impl(
+    path: *const c_char,
+    regs: *const *const c_char,
+    stack: *const *const c_char,
+    which: usize,
+) -> c_int {
+    let arg = |i: usize| {
+        if i < 5 {
+            *regs.add(i)
+        } else {
+            *stack.add(i - 5)
+        }
+    };
     let mut argv: [*const c_char; MAX_ARGS + 1] = [core::ptr::null(); MAX_ARGS + 1];
     let mut n = 0;
     loop {

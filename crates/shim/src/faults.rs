@@ -25,7 +25,14 @@ extern "C" {
 }
 
 /// The signals whose disposition the shim keeps for itself.
-const OWNED: [c_int; 6] = [libc::SIGSEGV, libc::SIGBUS, libc::SIGFPE, libc::SIGILL, libc::SIGABRT, libc::SIGTRAP];
+const OWNED: [c_int; 6] = [
+    libc::SIGSEGV,
+    libc::SIGBUS,
+    libc::SIGFPE,
+    libc::SIGILL,
+    libc::SIGABRT,
+    libc::SIGTRAP,
+];
 const NSIG: usize = 65;
 const TRAP_FLAG: i64 = 0x100;
 
@@ -83,14 +90,20 @@ pub fn ensure_altstack() {
     // SAFETY: querying and setting this thread's alternate stack; the memory is ours.
     unsafe {
         let mut cur: libc::stack_t = core::mem::zeroed();
-        if libc::sigaltstack(core::ptr::null(), &mut cur) != 0 || cur.ss_flags & libc::SS_DISABLE == 0 {
+        if libc::sigaltstack(core::ptr::null(), &mut cur) != 0
+            || cur.ss_flags & libc::SS_DISABLE == 0
+        {
             return; // the program has its own, or we cannot tell
         }
         let mem = crate::arena::alloc(LEN);
         if mem.is_null() {
             return;
         }
-        let st = libc::stack_t { ss_sp: mem as *mut c_void, ss_flags: 0, ss_size: LEN };
+        let st = libc::stack_t {
+            ss_sp: mem as *mut c_void,
+            ss_flags: 0,
+            ss_size: LEN,
+        };
         if libc::sigaltstack(&st, core::ptr::null_mut()) != 0 {
             crate::arena::free(mem, LEN);
             return;
@@ -125,7 +138,11 @@ fn altstack_key() -> u32 {
 }
 
 unsafe extern "C" fn free_altstack(mem: *mut c_void) {
-    let st = libc::stack_t { ss_sp: core::ptr::null_mut(), ss_flags: libc::SS_DISABLE, ss_size: 0 };
+    let st = libc::stack_t {
+        ss_sp: core::ptr::null_mut(),
+        ss_flags: libc::SS_DISABLE,
+        ss_size: 0,
+    };
     // SAFETY: this thread is exiting; its alternate stack is no longer in use.
     libc::sigaltstack(&st, core::ptr::null_mut());
     crate::arena::free(mem as *mut u8, 64 * 1024);
@@ -136,7 +153,11 @@ unsafe extern "C" fn free_altstack(mem: *mut c_void) {
 /// `sigaction` interposed: on the signals we own, the program's wish is recorded (and
 /// honoured by chaining), not given to the kernel.
 #[no_mangle]
-pub unsafe extern "C" fn sigaction(sig: c_int, act: *const libc::sigaction, old: *mut libc::sigaction) -> c_int {
+pub unsafe extern "C" fn sigaction(
+    sig: c_int,
+    act: *const libc::sigaction,
+    old: *mut libc::sigaction,
+) -> c_int {
     if !(owned(sig) && INSTALLED.load(Ordering::Acquire)) {
         return __sigaction(sig, act, old);
     }
@@ -205,8 +226,8 @@ fn regs_bytes(uc: &libc::ucontext_t, out: &mut [u8; wire::REGS_LEN]) {
     use libc::*;
     let g = gregs(uc);
     let order = [
-        REG_RAX, REG_RCX, REG_RDX, REG_RBX, REG_RSP, REG_RBP, REG_RSI, REG_RDI, REG_R8, REG_R9, REG_R10, REG_R11, REG_R12,
-        REG_R13, REG_R14, REG_R15, REG_RIP,
+        REG_RAX, REG_RCX, REG_RDX, REG_RBX, REG_RSP, REG_RBP, REG_RSI, REG_RDI, REG_R8, REG_R9,
+        REG_R10, REG_R11, REG_R12, REG_R13, REG_R14, REG_R15, REG_RIP,
     ];
     for (i, r) in order.iter().enumerate() {
         out[i * 8..i * 8 + 8].copy_from_slice(&(g[*r as usize] as u64).to_le_bytes());
@@ -216,14 +237,26 @@ fn regs_bytes(uc: &libc::ucontext_t, out: &mut [u8; wire::REGS_LEN]) {
 /// The instruction bytes at `pc`, read through the kernel (the page may end there).
 fn insn_bytes(pc: u64) -> [u8; wire::INSN_LEN] {
     let mut out = [0u8; wire::INSN_LEN];
-    let local = libc::iovec { iov_base: out.as_mut_ptr() as *mut c_void, iov_len: out.len() };
-    let remote = libc::iovec { iov_base: pc as *mut c_void, iov_len: out.len() };
+    let local = libc::iovec {
+        iov_base: out.as_mut_ptr() as *mut c_void,
+        iov_len: out.len(),
+    };
+    let remote = libc::iovec {
+        iov_base: pc as *mut c_void,
+        iov_len: out.len(),
+    };
     // SAFETY: the kernel checks the remote range; a short read leaves zeros.
     if unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) } < 0 {
         // Maybe the instruction sits at the end of a page: read what fits.
         let room = (4096 - (pc as usize & 4095)).min(out.len());
-        let local = libc::iovec { iov_base: out.as_mut_ptr() as *mut c_void, iov_len: room };
-        let remote = libc::iovec { iov_base: pc as *mut c_void, iov_len: room };
+        let local = libc::iovec {
+            iov_base: out.as_mut_ptr() as *mut c_void,
+            iov_len: room,
+        };
+        let remote = libc::iovec {
+            iov_base: pc as *mut c_void,
+            iov_len: room,
+        };
         // SAFETY: as above.
         unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
     }
@@ -237,7 +270,11 @@ fn guard_fault(addr: usize, _id: u32, slot: &Slot, uc: &mut libc::ucontext_t) ->
     let base = slot.base.load(Ordering::Relaxed) as usize;
     let npages = slot.npages.load(Ordering::Relaxed) as usize;
     let below = guard::PROTECT_BELOW.load(Ordering::Relaxed);
-    let guard_page = if below { base } else { base + npages * guard::PAGE };
+    let guard_page = if below {
+        base
+    } else {
+        base + npages * guard::PAGE
+    };
     let page = addr & !(guard::PAGE - 1);
     let in_guard = page == guard_page;
     let block = slot.block.load(Ordering::Relaxed);
@@ -265,7 +302,11 @@ fn guard_fault(addr: usize, _id: u32, slot: &Slot, uc: &mut libc::ucontext_t) ->
             block,
             slot.size.load(Ordering::Relaxed),
             slot.alloc_stack.load(Ordering::Relaxed),
-            if kind == fault::USE_AFTER_FREE { slot.free_stack.load(Ordering::Relaxed) } else { 0 },
+            if kind == fault::USE_AFTER_FREE {
+                slot.free_stack.load(Ordering::Relaxed)
+            } else {
+                0
+            },
             slot.alloc_func.load(Ordering::Relaxed),
             slot.free_func.load(Ordering::Relaxed),
         )
@@ -284,7 +325,11 @@ fn guard_fault(addr: usize, _id: u32, slot: &Slot, uc: &mut libc::ucontext_t) ->
     w.u32(if write { wire::FAULT_WRITE } else { 0 });
     w.u8(kind);
     w.u8(afunc);
-    w.u8(if kind == fault::USE_AFTER_FREE { ffunc } else { 0 });
+    w.u8(if kind == fault::USE_AFTER_FREE {
+        ffunc
+    } else {
+        0
+    });
     w.u8(0);
     w.u32(0);
     w.u64(sys::now_ns());
@@ -341,7 +386,12 @@ fn set_default(sig: c_int) {
 }
 
 /// A signal that is not a heap error: the program's handler, or a fatal report.
-unsafe fn not_ours(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void, uc: &mut libc::ucontext_t) {
+unsafe fn not_ours(
+    sig: c_int,
+    info: *mut libc::siginfo_t,
+    ctx: *mut c_void,
+    uc: &mut libc::ucontext_t,
+) {
     let act = (*PROGRAM.acts.get())[sig as usize];
     let handler = act.sa_sigaction;
     let synchronous = (*info).si_code > 0 && sig != libc::SIGABRT && sig != libc::SIGTRAP;
@@ -362,7 +412,8 @@ unsafe fn not_ours(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void, uc:
         let mut old: libc::sigset_t = core::mem::zeroed();
         libc::pthread_sigmask(libc::SIG_BLOCK, &mask, &mut old);
         if act.sa_flags & libc::SA_SIGINFO != 0 {
-            let f: extern "C" fn(c_int, *mut libc::siginfo_t, *mut c_void) = core::mem::transmute(handler);
+            let f: extern "C" fn(c_int, *mut libc::siginfo_t, *mut c_void) =
+                core::mem::transmute(handler);
             f(sig, info, ctx);
         } else {
             let f: extern "C" fn(c_int) = core::mem::transmute(handler);

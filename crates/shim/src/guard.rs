@@ -188,7 +188,11 @@ fn unguard(addr: usize, len: usize) -> bool {
         if MADV_GUARDS.load(Ordering::Relaxed) {
             libc::madvise(addr as *mut libc::c_void, len, MADV_GUARD_REMOVE) == 0
         } else {
-            libc::mprotect(addr as *mut libc::c_void, len, libc::PROT_READ | libc::PROT_WRITE) == 0
+            libc::mprotect(
+                addr as *mut libc::c_void,
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+            ) == 0
         }
     }
 }
@@ -207,7 +211,10 @@ fn read_max_map_count() -> u32 {
     let mut buf = [0u8; 32];
     // SAFETY: open/read/close into our buffer.
     let n = unsafe {
-        let fd = libc::open(c"/proc/sys/vm/max_map_count".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+        let fd = libc::open(
+            c"/proc/sys/vm/max_map_count".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        );
         if fd < 0 {
             return 65530;
         }
@@ -216,7 +223,10 @@ fn read_max_map_count() -> u32 {
         n
     };
     let text = &buf[..n.max(0) as usize];
-    let digits = text.iter().position(|c| !c.is_ascii_digit()).unwrap_or(text.len());
+    let digits = text
+        .iter()
+        .position(|c| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     crate::sys::parse_u64(&text[..digits]).unwrap_or(65530) as u32
 }
 
@@ -267,7 +277,11 @@ fn init() -> bool {
 /// The alignment a block of `size` bytes gets: the largest power of two dividing the size,
 /// capped at 16 (any object of that size needs no more), or what was asked for.
 pub fn natural_alignment(size: usize, asked: usize) -> usize {
-    let natural = if size == 0 { 16 } else { 1usize << size.trailing_zeros().min(4) };
+    let natural = if size == 0 {
+        16
+    } else {
+        1usize << size.trailing_zeros().min(4)
+    };
     natural.max(asked).max(MIN_ALIGN.load(Ordering::Relaxed))
 }
 
@@ -279,7 +293,11 @@ pub fn alloc(size: usize, align: usize, func: u8, stack: u32) -> Option<*mut u8>
     }
     let below = PROTECT_BELOW.load(Ordering::Relaxed);
     // Data pages: the block, plus room to align its start and the underflow red zone.
-    let need = if below { size.max(1) } else { size + align.max(1) - 1 + REDZONE };
+    let need = if below {
+        size.max(1)
+    } else {
+        size + align.max(1) - 1 + REDZONE
+    };
     let npages = need.div_ceil(PAGE).max(1);
     HEAP.lock.lock();
     if !init() {
@@ -308,7 +326,11 @@ pub fn alloc(size: usize, align: usize, func: u8, stack: u32) -> Option<*mut u8>
     let base = s.base.load(Ordering::Relaxed) as usize;
     let data = if below { base + PAGE } else { base };
     let data_end = data + npages * PAGE;
-    let block = if below { data } else { (data_end - size) & !(align - 1) };
+    let block = if below {
+        data
+    } else {
+        (data_end - size) & !(align - 1)
+    };
     s.block.store(block as u64, Ordering::Relaxed);
     s.size.store(size as u64, Ordering::Relaxed);
     s.alloc_func.store(func, Ordering::Relaxed);
@@ -338,7 +360,11 @@ fn fill_canaries(block: usize, size: usize, data: usize, data_end: usize, below:
         let end = block + size;
         if end < data_end && (below || end > data_end - PAGE) {
             // Only the slack up to the guard (or, below, to the end of the last page).
-            let stop = if below { (end + PAGE - 1) & !(PAGE - 1) } else { data_end };
+            let stop = if below {
+                (end + PAGE - 1) & !(PAGE - 1)
+            } else {
+                data_end
+            };
             core::ptr::write_bytes(end as *mut u8, CANARY, stop.min(data_end) - end);
         }
     }
@@ -361,7 +387,11 @@ pub fn check_canaries(id: u32) -> Option<(i64, u32)> {
     }
     let end = block + size;
     if end < data_end {
-        let stop = if below { ((end + PAGE - 1) & !(PAGE - 1)).min(data_end) } else { data_end };
+        let stop = if below {
+            ((end + PAGE - 1) & !(PAGE - 1)).min(data_end)
+        } else {
+            data_end
+        };
         ranges[1] = (end, stop);
     }
     for (lo, hi) in ranges {
@@ -410,12 +440,16 @@ fn carve(inner: &mut Inner, npages: usize) -> Option<u32> {
     if inner.bump + len > region + REGION_LEN || inner.nslots as usize >= MAX_SLOTS - 1 {
         return None;
     }
-    if !MADV_GUARDS.load(Ordering::Relaxed) && inner.nslots >= MPROTECT_SLOT_BUDGET.load(Ordering::Relaxed) {
+    if !MADV_GUARDS.load(Ordering::Relaxed)
+        && inner.nslots >= MPROTECT_SLOT_BUDGET.load(Ordering::Relaxed)
+    {
         return None; // out of mappings: canaries only from here on
     }
     let base = inner.bump;
     if base + len > inner.guarded_to {
-        let to = (base + len).max(inner.guarded_to + CARVE_CHUNK).min(region + REGION_LEN);
+        let to = (base + len)
+            .max(inner.guarded_to + CARVE_CHUNK)
+            .min(region + REGION_LEN);
         if !guard(inner.guarded_to, to - inner.guarded_to) {
             return None;
         }
@@ -473,7 +507,9 @@ pub fn free(id: u32, func: u8, stack: u32) -> bool {
         if inner.quarantine_head == 0 {
             inner.quarantine_tail = 0;
         }
-        inner.quarantine_bytes = inner.quarantine_bytes.saturating_sub(o.size.load(Ordering::Relaxed).max(1));
+        inner.quarantine_bytes = inner
+            .quarantine_bytes
+            .saturating_sub(o.size.load(Ordering::Relaxed).max(1));
         push_free(inner, old);
     }
     HEAP.lock.unlock();
@@ -499,7 +535,9 @@ fn release_slot(id: u32, _quarantine: bool) {
     // SAFETY: we hold the heap lock.
     let inner = unsafe { &mut *HEAP.inner.get() };
     if let Some(s) = slot(id) {
-        inner.live_bytes = inner.live_bytes.saturating_sub(s.npages.load(Ordering::Relaxed) as u64 * PAGE as u64);
+        inner.live_bytes = inner
+            .live_bytes
+            .saturating_sub(s.npages.load(Ordering::Relaxed) as u64 * PAGE as u64);
     }
     push_free(inner, id);
     HEAP.lock.unlock();
@@ -508,7 +546,9 @@ fn release_slot(id: u32, _quarantine: bool) {
 /// The live slot whose block starts at `addr`.
 pub fn live_slot_of(addr: usize) -> Option<u32> {
     let (id, s) = slot_at(addr)?;
-    (s.state.load(Ordering::Acquire) == SLOT_LIVE && s.block.load(Ordering::Relaxed) as usize == addr).then_some(id)
+    (s.state.load(Ordering::Acquire) == SLOT_LIVE
+        && s.block.load(Ordering::Relaxed) as usize == addr)
+        .then_some(id)
 }
 
 /// Largest quarantine seen, for the end-of-run statistics.

@@ -7,7 +7,9 @@
 //! reported and *not* passed to glibc, so the program runs on.
 
 use crate::guard;
-use crate::sys::{self, __libc_calloc, __libc_free, __libc_malloc, __libc_memalign, __libc_realloc};
+use crate::sys::{
+    self, __libc_calloc, __libc_free, __libc_malloc, __libc_memalign, __libc_realloc,
+};
 use crate::table::{self, BlockMeta};
 use crate::wire::{self, family, func, kind};
 use crate::{process, ring, stacks};
@@ -113,12 +115,20 @@ fn packed_alloc(req: Request) -> *mut c_void {
     let total = req.size.saturating_add(2 * guard::REDZONE + PAD);
     // SAFETY: a plain glibc allocation, then writes inside it.
     unsafe {
-        let base = if req.zeroed { __libc_calloc(1, total) } else { __libc_malloc(total) } as *mut u8;
+        let base = if req.zeroed {
+            __libc_calloc(1, total)
+        } else {
+            __libc_malloc(total)
+        } as *mut u8;
         if base.is_null() {
             return core::ptr::null_mut();
         }
         core::ptr::write_bytes(base, guard::CANARY, guard::REDZONE);
-        core::ptr::write_bytes(base.add(guard::REDZONE + req.size), guard::CANARY, guard::REDZONE);
+        core::ptr::write_bytes(
+            base.add(guard::REDZONE + req.size),
+            guard::CANARY,
+            guard::REDZONE,
+        );
         base.add(guard::REDZONE) as *mut c_void
     }
 }
@@ -134,11 +144,17 @@ fn packed_canaries(p: *mut c_void, size: usize) -> Option<(i64, u32)> {
         )
     };
     if let Some(i) = below.iter().position(|&b| b != guard::CANARY) {
-        let run = below[i..].iter().take_while(|&&b| b != guard::CANARY).count();
+        let run = below[i..]
+            .iter()
+            .take_while(|&&b| b != guard::CANARY)
+            .count();
         return Some((i as i64 - guard::REDZONE as i64, run as u32));
     }
     let i = above.iter().position(|&b| b != guard::CANARY)?;
-    let run = above[i..].iter().take_while(|&&b| b != guard::CANARY).count();
+    let run = above[i..]
+        .iter()
+        .take_while(|&&b| b != guard::CANARY)
+        .count();
     Some(((size + i) as i64, run as u32))
 }
 
@@ -158,7 +174,9 @@ fn place_block(req: Request, stack: u32) -> (*mut c_void, u8) {
 }
 
 fn allocate(req: Request) -> *mut c_void {
-    let Some(_busy) = enter() else { return glibc_alloc(req) };
+    let Some(_busy) = enter() else {
+        return glibc_alloc(req);
+    };
     let stack = stacks::current();
     let (p, place) = place_block(req, stack);
     if p.is_null() {
@@ -170,7 +188,13 @@ fn allocate(req: Request) -> *mut c_void {
 }
 
 fn record_alloc(p: *mut c_void, size: usize, f: u8, fam: u8, stack: u32, place: u8) {
-    let meta = BlockMeta { size: size as u64, stack, family: fam, func: f, place };
+    let meta = BlockMeta {
+        size: size as u64,
+        stack,
+        family: fam,
+        func: f,
+        place,
+    };
     let addr = p as u64;
     if place != table::PLACE_GUARDED {
         crate::leaks::note_heap_address(addr);
@@ -208,7 +232,11 @@ fn record_release(p: *mut c_void, f: u8, fam: u8) -> Option<(BlockMeta, u32)> {
             w.u32(stack);
             w.u8(f);
             w.u8(meta.family);
-            w.u16(if meta.family != fam { wire::FREE_MISMATCHED } else { 0 });
+            w.u16(if meta.family != fam {
+                wire::FREE_MISMATCHED
+            } else {
+                0
+            });
             w.u64(sys::now_ns());
             ring::emit(kind::FREE, &[&rec]);
             Some((meta, stack))
@@ -270,7 +298,9 @@ fn release_block(p: *mut c_void, meta: &BlockMeta, f: u8, stack: u32) {
             }
         }
         // SAFETY: the packed block started a red zone before `p`.
-        table::PLACE_PACKED => unsafe { __libc_free((p as *mut u8).sub(guard::REDZONE) as *mut c_void) },
+        table::PLACE_PACKED => unsafe {
+            __libc_free((p as *mut u8).sub(guard::REDZONE) as *mut c_void)
+        },
         // SAFETY: the table says glibc handed out `p` and it was live until now.
         _ => unsafe { __libc_free(p) },
     }
@@ -300,7 +330,13 @@ fn release(p: *mut c_void, f: u8, fam: u8) {
 
 #[no_mangle]
 pub extern "C" fn malloc(size: usize) -> *mut c_void {
-    allocate(Request { size, align: 0, func: func::MALLOC, family: family::MALLOC, zeroed: false })
+    allocate(Request {
+        size,
+        align: 0,
+        func: func::MALLOC,
+        family: family::MALLOC,
+        zeroed: false,
+    })
 }
 
 #[no_mangle]
@@ -309,7 +345,13 @@ pub extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
         sys::set_errno(libc::ENOMEM);
         return core::ptr::null_mut();
     };
-    allocate(Request { size: total, align: 0, func: func::CALLOC, family: family::MALLOC, zeroed: true })
+    allocate(Request {
+        size: total,
+        align: 0,
+        func: func::CALLOC,
+        family: family::MALLOC,
+        zeroed: true,
+    })
 }
 
 #[no_mangle]
@@ -339,12 +381,20 @@ fn unrecorded_realloc(p: *mut c_void, size: usize) -> *mut c_void {
 
 fn realloc_impl(p: *mut c_void, size: usize, f: u8) -> *mut c_void {
     if p.is_null() {
-        return allocate(Request { size, align: 0, func: f, family: family::MALLOC, zeroed: false });
+        return allocate(Request {
+            size,
+            align: 0,
+            func: f,
+            family: family::MALLOC,
+            zeroed: false,
+        });
     }
     if process::finished() {
         return unrecorded_realloc(p, size);
     }
-    let Some(busy) = enter() else { return unrecorded_realloc(p, size) };
+    let Some(busy) = enter() else {
+        return unrecorded_realloc(p, size);
+    };
     if size == 0 {
         // glibc frees and returns NULL.
         if let Some((meta, stack)) = record_release(p, f, family::MALLOC) {
@@ -353,7 +403,8 @@ fn realloc_impl(p: *mut c_void, size: usize, f: u8) -> *mut c_void {
         return core::ptr::null_mut();
     }
     let old = table::lock(p as u64).get(p as u64);
-    let in_place = !GUARD_MODE.load(Ordering::Relaxed) && old.is_some_and(|m| m.place == table::PLACE_GLIBC);
+    let in_place =
+        !GUARD_MODE.load(Ordering::Relaxed) && old.is_some_and(|m| m.place == table::PLACE_GLIBC);
     if !in_place {
         // Every realloc moves the block, as under memcheck: a stale pointer to the old one
         // then faults in quarantine.
@@ -362,14 +413,26 @@ fn realloc_impl(p: *mut c_void, size: usize, f: u8) -> *mut c_void {
             return core::ptr::null_mut();
         };
         let stack = stacks::current();
-        let req = Request { size, align: 0, func: f, family: family::MALLOC, zeroed: false };
+        let req = Request {
+            size,
+            align: 0,
+            func: f,
+            family: family::MALLOC,
+            zeroed: false,
+        };
         let (q, place) = place_block(req, stack);
         if q.is_null() {
             sys::set_errno(libc::ENOMEM);
             return q;
         }
         // SAFETY: both blocks are live and at least `min` bytes long.
-        unsafe { core::ptr::copy_nonoverlapping(p as *const u8, q as *mut u8, (old.size as usize).min(size)) };
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                p as *const u8,
+                q as *mut u8,
+                (old.size as usize).min(size),
+            )
+        };
         if let Some((meta, stack)) = record_release(p, f, family::MALLOC) {
             release_block(p, &meta, f, stack);
         }
@@ -388,7 +451,14 @@ fn realloc_impl(p: *mut c_void, size: usize, f: u8) -> *mut c_void {
     let stack = stacks::current();
     if q.is_null() {
         // The old block is still live: put it back.
-        record_alloc(p, old.size as usize, old.func, old.family, old.stack, old.place);
+        record_alloc(
+            p,
+            old.size as usize,
+            old.func,
+            old.family,
+            old.stack,
+            old.place,
+        );
         return q;
     }
     record_alloc(q, size, f, family::MALLOC, stack, table::PLACE_GLIBC);
@@ -416,7 +486,13 @@ fn valid_alignment(align: usize) -> bool {
 }
 
 fn aligned(size: usize, align: usize, f: u8) -> *mut c_void {
-    allocate(Request { size, align, func: f, family: family::MALLOC, zeroed: false })
+    allocate(Request {
+        size,
+        align,
+        func: f,
+        family: family::MALLOC,
+        zeroed: false,
+    })
 }
 
 #[no_mangle]
@@ -446,7 +522,11 @@ pub extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
 #[no_mangle]
 pub extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
     // glibc rounds an alignment that is not a power of two up to one.
-    let align = if align.is_power_of_two() { align } else { align.checked_next_power_of_two().unwrap_or(0) };
+    let align = if align.is_power_of_two() {
+        align
+    } else {
+        align.checked_next_power_of_two().unwrap_or(0)
+    };
     if align == 0 {
         sys::set_errno(libc::EINVAL);
         return core::ptr::null_mut();
@@ -474,7 +554,9 @@ pub extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
     if p.is_null() {
         return 0;
     }
-    table::lock(p as u64).get(p as u64).map_or(0, |m| m.size as usize)
+    table::lock(p as u64)
+        .get(p as u64)
+        .map_or(0, |m| m.size as usize)
 }
 
 // ---- C++ ----
@@ -490,7 +572,13 @@ fn cxx_symbol(name: &core::ffi::CStr) -> usize {
 /// std::bad_alloc (through libstdc++, which a program calling operator new has loaded).
 fn new_impl(size: usize, align: usize, nothrow: bool, f: u8, fam: u8) -> *mut c_void {
     loop {
-        let p = allocate(Request { size, align, func: f, family: fam, zeroed: false });
+        let p = allocate(Request {
+            size,
+            align,
+            func: f,
+            family: fam,
+            zeroed: false,
+        });
         if !p.is_null() {
             return p;
         }

@@ -278,7 +278,12 @@ fn drain(scan: &mut Scan, top: &mut usize) {
 
 fn mark_from_roots(scan: &mut Scan) {
     let mut top = 0usize;
-    let skip = [arena::range(), ring::range(), process::own_data_range(), crate::guard::region()];
+    let skip = [
+        arena::range(),
+        ring::range(),
+        process::own_data_range(),
+        crate::guard::region(),
+    ];
     let sp = scan.sp;
     const MAX_ROOTS: usize = 1 << 16;
     let roots_mem = arena::alloc(MAX_ROOTS * 16) as *mut (usize, usize);

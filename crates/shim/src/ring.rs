@@ -125,11 +125,10 @@ pub fn emit(kind: u16, parts: &[&[u8]]) {
     if len > wire::MAX_RECORD_LEN {
         return;
     }
-    if !ATTACHED.load(Ordering::Acquire)
-        && emit_preinit(kind, len, parts) {
-            return;
-        }
-        // attach finished while we looked: fall through to the ring
+    if !ATTACHED.load(Ordering::Acquire) && emit_preinit(kind, len, parts) {
+        return;
+    }
+    // attach finished while we looked: fall through to the ring
     emit_ring(kind, len, parts);
 }
 
@@ -212,14 +211,20 @@ fn stop_recording() {
     }
 }
 
-fn emit_ring(kind: u16, len: usize, parts: &[&[u8]]) {
-    let base = BASE.load(Ordering::Relaxed);
-    let cap = CAPACITY.load(Ordering::Relaxed) as usize;
-    let data = base + wire::RING_HEADER_SIZE;
-    let pos = header_u64(ring_off::RESERVE).fetch_add(len as u64, Ordering::Relaxed);
+/// The consumer's position as last seen by any producer.
+static KNOWN_TAIL: AtomicU64 = AtomicU64::new(0);
+
+/// Waits until the consumer has made room for a record ending at `end`.
+#[cold]
+fn wait_for_room(end: u64, cap: u64) {
     let tail = header_u64(ring_off::TAIL);
     let mut waited = 0u32;
-    while pos + len as u64 - tail.load(Ordering::Acquire) > cap as u64 {
+    loop {
+        let t = tail.load(Ordering::Acquire);
+        KNOWN_TAIL.fetch_max(t, Ordering::Relaxed);
+        if end - t <= cap {
+            return;
+        }
         waited += 1;
         if waited < 100 {
             core::hint::spin_loop();
@@ -240,6 +245,22 @@ fn emit_ring(kind: u16, len: usize, parts: &[&[u8]]) {
                 };
                 libc::nanosleep(&ts, core::ptr::null_mut());
             }
+        }
+    }
+}
+
+fn emit_ring(kind: u16, len: usize, parts: &[&[u8]]) {
+    let base = BASE.load(Ordering::Relaxed);
+    let cap = CAPACITY.load(Ordering::Relaxed) as usize;
+    let data = base + wire::RING_HEADER_SIZE;
+    let pos = header_u64(ring_off::RESERVE).fetch_add(len as u64, Ordering::Relaxed);
+    // The consumer moves `tail` after every record; reading it each time would bounce its
+    // cache line between the cores. A stale value is safe (it only underestimates room).
+    let end = pos + len as u64;
+    if end - KNOWN_TAIL.load(Ordering::Relaxed) > cap as u64 {
+        wait_for_room(end, cap as u64);
+        if !RECORDING.load(Ordering::Relaxed) {
+            return;
         }
     }
     let start = (pos as usize) & (cap - 1);

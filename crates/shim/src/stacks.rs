@@ -65,17 +65,37 @@ pub fn current() -> u32 {
         return 0;
     }
     let depth = (DEPTH.load(Ordering::Relaxed) as usize).clamp(1, MAX_FRAMES);
+    if depth + 16 > SMALL {
+        return current_deep(depth);
+    }
+    let mut pcs = [0u64; SMALL];
+    let n = unwind::capture_stack(&mut pcs[..depth + 16], 0);
+    let kept = drop_own_frames(&mut pcs[..n], depth);
+    intern(&pcs[..kept])
+}
+
+/// Frames captured on the common path: room for the default depth and the shim's own.
+const SMALL: usize = 64;
+
+#[cold]
+fn current_deep(depth: usize) -> u32 {
     let mut pcs = [0u64; MAX_FRAMES + 16];
     let n = unwind::capture_stack(&mut pcs[..depth + 16], 0);
-    // Drop the shim's own frames: the leading ones, and `main_trampoline` below main.
+    let kept = drop_own_frames(&mut pcs[..n], depth);
+    intern(&pcs[..kept])
+}
+
+/// Drops the shim's own frames (the leading ones, and `main_trampoline` below main), keeps
+/// at most `depth`, and returns how many are left at the front of `pcs`.
+fn drop_own_frames(pcs: &mut [u64], depth: usize) -> usize {
     let mut kept = 0;
-    for i in 0..n {
+    for i in 0..pcs.len() {
         if !process::in_own_text(pcs[i]) && kept < depth {
             pcs[kept] = pcs[i];
             kept += 1;
         }
     }
-    intern(&pcs[..kept])
+    kept
 }
 
 /// The stack of the instruction at `pc` that raised the signal being handled: frame 0 is

@@ -51,11 +51,7 @@ pub fn capture_stack(out: &mut [u64], skip: usize) -> usize {
             options(nomem, nostack, preserves_flags),
         );
     }
-    let mut walk = Walk {
-        out,
-        n: 0,
-        skip,
-    };
+    let mut walk = Walk { out, n: 0, skip };
     if use_libgcc() {
         // Everything at or below this frame's stack pointer is the shim's own.
         libgcc::finish(&mut walk, 0, sp);

@@ -128,6 +128,9 @@ struct Image {
     unknown_frees: u64,
     /// The guard heap's statistics, when the shim sent them.
     guard: Option<GuardStats>,
+    /// The image announced an exec that has not failed: if it ends without exiting, it was
+    /// replaced, not killed.
+    exec_pending: bool,
 }
 
 impl Image {
@@ -152,6 +155,7 @@ impl Image {
             inherited: 0,
             unknown_frees: 0,
             guard: None,
+            exec_pending: false,
         }
     }
 
@@ -315,6 +319,10 @@ impl Analyzer {
                 image.exit = Some(ExitStatus::Code(x.code));
             }
             Event::ModuleLoad(m) => self.module_load(m),
+            Event::Exec(x) => {
+                let img = self.image_for(x.pid);
+                self.images[img].exec_pending = !x.failed;
+            }
             Event::ModuleUnload(m) => {
                 let img = self.image_for(m.pid);
                 let modules = &self.modules;
@@ -419,7 +427,11 @@ impl Analyzer {
         } else {
             ProcessStartKind::Unknown
         };
+        let mut start = start;
         if let Some(&old) = self.current.get(&s.pid) {
+            if self.images[old].exec_pending && start != ProcessStartKind::Fork {
+                start = ProcessStartKind::Exec;
+            }
             let old_image = &mut self.images[old];
             if old_image.end.is_none() {
                 // After exec the old image is gone without a leak check; a reused pid
@@ -708,6 +720,20 @@ impl Analyzer {
 
     /// Ends the analysis: classifies what is left, groups, symbolizes and sorts.
     pub fn finish(mut self, symbols: &mut impl SymbolSource) -> Report {
+        for image in self.images.iter_mut() {
+            if image.end.is_none() && image.exec_pending {
+                // Replaced by a program that is not followed (--trace-children=no).
+                image.end = Some(ProcessEnd::Exec);
+            }
+        }
+        if let Some((pid, _)) = self.main_exit {
+            // The CLI started this pid: its first image is the main process.
+            if let Some(first) = self.images.iter_mut().find(|i| i.pid == pid) {
+                if first.start == ProcessStartKind::Unknown {
+                    first.start = ProcessStartKind::Main;
+                }
+            }
+        }
         if let Some((pid, status)) = self.main_exit {
             if let Some(&img) = self.current.get(&pid) {
                 let image = &mut self.images[img];

@@ -97,6 +97,14 @@ pub struct ModuleUnload {
     pub bias: u64,
 }
 
+/// The image is about to be replaced by exec (`failed == false`), or the exec failed and
+/// the image goes on (`failed == true`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exec {
+    pub pid: u32,
+    pub failed: bool,
+}
+
 /// A deduplicated stack: later events refer to it by `id` (unique within one process image).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StackDef {
@@ -215,6 +223,7 @@ pub enum Event {
     ProcessExit(ProcessExit),
     ModuleLoad(ModuleLoad),
     ModuleUnload(ModuleUnload),
+    Exec(Exec),
     StackDef(StackDef),
     Alloc(Alloc),
     Free(Free),
@@ -429,6 +438,14 @@ fn decode_payload(record_kind: u16, p: &mut Payload) -> Result<Event, DecodeErro
             let _reserved = p.u32()?;
             let bias = p.u64()?;
             Event::ModuleUnload(ModuleUnload { pid, bias })
+        }
+        kind::EXEC => {
+            let pid = p.u32()?;
+            let flags = p.u32()?;
+            Event::Exec(Exec {
+                pid,
+                failed: flags & 1 != 0,
+            })
         }
         kind::STACK_DEF => {
             let pid = p.u32()?;
@@ -778,6 +795,7 @@ impl Event {
             Event::ProcessExit(_) => kind::PROCESS_EXIT,
             Event::ModuleLoad(_) => kind::MODULE_LOAD,
             Event::ModuleUnload(_) => kind::MODULE_UNLOAD,
+            Event::Exec(_) => kind::EXEC,
             Event::StackDef(_) => kind::STACK_DEF,
             Event::Alloc(_) => kind::ALLOC,
             Event::Free(_) => kind::FREE,
@@ -837,6 +855,10 @@ impl Event {
                 e.u32(m.pid);
                 e.u32(0);
                 e.u64(m.bias);
+            }
+            Event::Exec(x) => {
+                e.u32(x.pid);
+                e.u32(x.failed as u32);
             }
             Event::StackDef(s) => {
                 e.u32(s.pid);
@@ -1082,6 +1104,10 @@ mod tests {
             Event::ModuleUnload(ModuleUnload {
                 pid: 10,
                 bias: 0x5555_0000_0000,
+            }),
+            Event::Exec(Exec {
+                pid: 10,
+                failed: true,
             }),
             Event::ProcessExit(ProcessExit {
                 pid: 10,

@@ -995,6 +995,11 @@ impl<S: SymbolSource> StackResolver<'_, S> {
                 });
             }
             let mut reached_main = false;
+            let hide_below_main = !self.analyzer.options.show_below_main;
+            if hide_below_main && frames.iter().any(|f| is_below_main(f.function.as_deref())) {
+                // A program without a `main` symbol (stripped): stop at the C runtime.
+                break;
+            }
             for f in frames.iter() {
                 if out.len() >= limit {
                     break;
@@ -1015,6 +1020,14 @@ impl<S: SymbolSource> StackResolver<'_, S> {
         }
         out
     }
+}
+
+/// The C runtime's start-up functions, which call `main`.
+fn is_below_main(function: Option<&str>) -> bool {
+    matches!(
+        function,
+        Some("__libc_start_call_main" | "__libc_start_main" | "__libc_start_main_impl" | "_start")
+    )
 }
 
 /// How a release call is named in messages: `free()` but `operator delete`.

@@ -1814,7 +1814,7 @@ fn fatal_general_protection_fault_on_a_misaligned_heap_access_gets_the_advice() 
         .fatal(10, 11, 0x80, 0, MOVDQA_LOAD, &[(RAX, block)]);
     let r = t.report();
     let e = &r.errors[0];
-    assert_eq!(e.kind, ErrorKind::FatalSignal);
+    assert_eq!(e.kind, ErrorKind::MisalignedAccess);
     assert_eq!(
         (e.signal, e.signal_code, e.fault_address),
         (Some(11), Some(0x80), None)

@@ -250,7 +250,7 @@ fn render_access_error(out: &mut String, e: &ErrorReport, num_callers: usize) {
         let _ = writeln!(out, " freed{by} at");
         render_stack(out, stack, num_callers);
     }
-    if e.found_at == Some(FoundAt::Free) {
+    if e.found_at == Some(FoundAt::Free) && e.free_stack.is_none() {
         let _ = writeln!(out, " freed at");
         render_stack(out, &e.stack, num_callers);
     }

@@ -117,7 +117,8 @@ static MPROTECT_SLOT_BUDGET: AtomicU32 = AtomicU32::new(0);
 
 // Options (set once from FENCEPOST_OPTIONS before the first allocation).
 pub static PROTECT_BELOW: AtomicBool = AtomicBool::new(false);
-pub static MIN_ALIGN: AtomicUsize = AtomicUsize::new(1);
+/// `--alignment` (0: not given).
+pub static MIN_ALIGN: AtomicUsize = AtomicUsize::new(0);
 pub static QUARANTINE_MAX: AtomicU64 = AtomicU64::new(256 << 20);
 pub static GUARD_BUDGET: AtomicU64 = AtomicU64::new(0);
 
@@ -274,15 +275,27 @@ fn init() -> bool {
     true
 }
 
+/// Blocks from this size up get at least glibc's 16-byte alignment by default.
+pub const GLIBC_ALIGN_FROM: usize = 512;
+
 /// The alignment a block of `size` bytes gets: the largest power of two dividing the size,
-/// capped at 16 (any object of that size needs no more), or what was asked for.
+/// capped at 16 (any object of exactly that size needs no more), or what was asked for, or
+/// `--alignment`. Without `--alignment`, blocks of 512 bytes and more get 16: programs with
+/// their own small-object allocator (CPython's is the common one) put aligned headers in
+/// front of odd-sized big blocks and break on odd addresses, while the off-by-one overruns
+/// of small string buffers, the common ones, still fault at the instruction.
 pub fn natural_alignment(size: usize, asked: usize) -> usize {
     let natural = if size == 0 {
         16
     } else {
         1usize << size.trailing_zeros().min(4)
     };
-    natural.max(asked).max(MIN_ALIGN.load(Ordering::Relaxed))
+    let floor = match MIN_ALIGN.load(Ordering::Relaxed) {
+        0 if size >= GLIBC_ALIGN_FROM => 16,
+        0 => 1,
+        n => n,
+    };
+    natural.max(asked).max(floor)
 }
 
 /// A guarded block, or None when the heap cannot take it (region or budget exhausted):
@@ -395,6 +408,9 @@ pub fn check_canaries(id: u32) -> Option<(i64, u32)> {
         ranges[1] = (end, stop);
     }
     for (lo, hi) in ranges {
+        if lo >= hi {
+            continue;
+        }
         // SAFETY: the ranges are inside the live slot's open data pages.
         let bytes = unsafe { core::slice::from_raw_parts(lo as *const u8, hi - lo) };
         if let Some(first) = bytes.iter().position(|&b| b != CANARY) {

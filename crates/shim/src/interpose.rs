@@ -165,9 +165,12 @@ fn place_block(req: Request, stack: u32) -> (*mut c_void, u8) {
         if let Some(p) = guard::alloc(req.size, align, req.func, stack) {
             return (p as *mut c_void, table::PLACE_GUARDED);
         }
-        guard::UNGUARDED_BLOCKS.fetch_add(1, Ordering::Relaxed);
         if req.align <= 16 {
-            return (packed_alloc(req), table::PLACE_PACKED);
+            let p = packed_alloc(req);
+            if !p.is_null() {
+                guard::UNGUARDED_BLOCKS.fetch_add(1, Ordering::Relaxed);
+            }
+            return (p, table::PLACE_PACKED);
         }
     }
     (glibc_alloc(req), table::PLACE_GLIBC)
@@ -413,9 +416,12 @@ fn realloc_impl(p: *mut c_void, size: usize, f: u8) -> *mut c_void {
             return core::ptr::null_mut();
         };
         let stack = stacks::current();
+        // A block that was big enough for glibc's alignment keeps it when it shrinks:
+        // programs that relied on it still do (see guard::natural_alignment).
+        let align = if old.size as usize >= guard::GLIBC_ALIGN_FROM { 16 } else { 0 };
         let req = Request {
             size,
-            align: 0,
+            align,
             func: f,
             family: family::MALLOC,
             zeroed: false,

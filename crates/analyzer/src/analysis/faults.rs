@@ -305,8 +305,16 @@ impl Analyzer {
         } else {
             self.signal_detail(s, jumped, access.as_ref(), &invalid)
         };
+        // A #GP on a heap block that fencepost aligned less than glibc would is the tool's
+        // doing as much as the program's: its own kind, so that it is not mistaken for a crash
+        // of the program's making.
+        let kind = if misaligned_block.is_some() {
+            ErrorKind::MisalignedAccess
+        } else {
+            ErrorKind::FatalSignal
+        };
         let pending = PendingError {
-            kind: ErrorKind::FatalSignal,
+            kind,
             image: img,
             tid: s.tid,
             count: 0,
@@ -328,7 +336,7 @@ impl Analyzer {
         self.record_error(
             ErrorKey {
                 image: img,
-                kind: Some(ErrorKind::FatalSignal),
+                kind: Some(kind),
                 stack: s.stack,
                 variant: i64::from(s.signo),
                 ..ErrorKey::default()
@@ -450,7 +458,8 @@ impl Analyzer {
             stack: (c.stack != 0).then_some(c.stack),
             stack_starts_at_pc: false,
             alloc_stack: Some(c.alloc_stack),
-            free_stack: None,
+            // Found at free: where it was found is where the block was freed.
+            free_stack: (c.stack != 0).then_some(c.stack),
             block: Some(BlockInfo {
                 address: c.block_addr,
                 size: c.block_size,

@@ -7,7 +7,7 @@ mod support;
 use support::report::user_line;
 use support::*;
 
-fn the_one_error(report: &Report) -> FreeError {
+fn the_one_error(report: &Report) -> ReportedError {
     let errors = report.errors();
     assert_eq!(
         errors.len(),

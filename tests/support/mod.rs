@@ -6,6 +6,7 @@
 //! a part of it, hence the `dead_code` allowance.
 #![allow(dead_code, unused_imports)]
 
+pub mod cli;
 pub mod report;
 pub mod testprogs;
 pub mod valgrind;
@@ -15,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-pub use report::{Frame, FreeError, LossRecord, Report};
+pub use report::{Access, Frame, LossRecord, Report, ReportedError};
 pub use testprogs::{marker_line, prog, source_path, testprog_dir};
 
 /// The repository root (the workspace root is this test package).

@@ -51,22 +51,63 @@ impl LossRecord {
     }
 }
 
-/// The block a free error is about.
+/// The heap block an error is about.
 #[derive(Debug, Clone)]
 pub struct Block {
+    pub address: u64,
     pub size: u64,
-    pub offset: u64,
+    /// The error's address minus the block's: negative before the block (an underflow),
+    /// `size` or more past its end (an overflow).
+    pub offset: i64,
+    /// The allocating entry point: `"malloc"`, `"realloc"`, `"operator new[]"`, ...
+    pub allocated_by: Option<String>,
 }
 
-/// A free error: `double-free`, `invalid-free` or `mismatched-free`.
+/// The bad access of an error: `{"op": "read"|"write", "size", "address"}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Access {
+    pub op: String,
+    pub size: u64,
+    pub address: u64,
+}
+
+/// An entry of `errors[]`: a bad free (`double-free`, `invalid-free`, `mismatched-free`),
+/// a bad access (`heap-buffer-overflow`, `heap-buffer-underflow`, `use-after-free`,
+/// `misaligned-access`), or a crash (`fatal-signal`).
 #[derive(Debug, Clone)]
-pub struct FreeError {
+pub struct ReportedError {
     pub kind: String,
     pub pid: u64,
+    /// Occurrences of this error (identical errors are reported once, counted).
+    pub count: u64,
+    pub access: Option<Access>,
     pub block: Option<Block>,
+    /// The signal number of a `fatal-signal`.
+    pub signal: Option<i64>,
+    /// Where a canary finding was made: `"free"` or `"exit"`; None for an error caught
+    /// at the instruction.
+    pub found_at: Option<String>,
+    pub message: Option<String>,
     pub stack: Vec<Frame>,
     pub alloc_stack: Vec<Frame>,
     pub free_stack: Vec<Frame>,
+}
+
+impl ReportedError {
+    /// `(file, line)` of the innermost frame of `stack` in one of `files`.
+    pub fn user_line(&self, files: &[&str]) -> Option<(String, u32)> {
+        user_line(&self.stack, files)
+    }
+
+    /// The same for `alloc_stack`.
+    pub fn alloc_line(&self, files: &[&str]) -> Option<(String, u32)> {
+        user_line(&self.alloc_stack, files)
+    }
+
+    /// The same for `free_stack`.
+    pub fn free_line(&self, files: &[&str]) -> Option<(String, u32)> {
+        user_line(&self.free_stack, files)
+    }
 }
 
 pub fn user_line(stack: &[Frame], files: &[&str]) -> Option<(String, u32)> {
@@ -184,24 +225,45 @@ impl Report {
             .collect()
     }
 
-    pub fn errors(&self) -> Vec<FreeError> {
+    pub fn errors(&self) -> Vec<ReportedError> {
         let errors = self
             .field(&self.json, "errors", "report")
             .as_array()
             .expect("errors is an array");
         errors
             .iter()
-            .map(|e| FreeError {
+            .map(|e| ReportedError {
                 kind: self
                     .field(e, "kind", "error")
                     .as_str()
                     .expect("kind is a string")
                     .to_owned(),
                 pid: self.u64_field(e, "pid", "error"),
-                block: e.get("block").filter(|b| !b.is_null()).map(|b| Block {
-                    size: self.u64_field(b, "size", "error.block"),
-                    offset: self.u64_field(b, "offset", "error.block"),
+                count: self.u64_field(e, "count", "error"),
+                access: e.get("access").filter(|a| !a.is_null()).map(|a| Access {
+                    op: self
+                        .field(a, "op", "error.access")
+                        .as_str()
+                        .unwrap_or_else(|| panic!("error.access.op is not a string: {a}"))
+                        .to_owned(),
+                    size: self.u64_field(a, "size", "error.access"),
+                    address: self.u64_field(a, "address", "error.access"),
                 }),
+                block: e.get("block").filter(|b| !b.is_null()).map(|b| Block {
+                    address: self.u64_field(b, "address", "error.block"),
+                    size: self.u64_field(b, "size", "error.block"),
+                    offset: self
+                        .field(b, "offset", "error.block")
+                        .as_i64()
+                        .unwrap_or_else(|| panic!("error.block.offset is not an integer: {b}")),
+                    allocated_by: b
+                        .get("allocated_by")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned),
+                }),
+                signal: e.get("signal").and_then(Value::as_i64),
+                found_at: e.get("found_at").and_then(Value::as_str).map(str::to_owned),
+                message: e.get("message").and_then(Value::as_str).map(str::to_owned),
                 stack: self.stack(e, "stack", "error"),
                 alloc_stack: e
                     .get("alloc_stack")

@@ -58,6 +58,28 @@ fn recipes() -> Vec<Recipe> {
         c("free_stack"),
         c("free_middle"),
         c("clean"),
+        c("null_deref"),
+        c("abort_live"),
+        c("exec_true"),
+        // Statically linked (no PT_INTERP): LD_PRELOAD cannot reach it, so fencepost must
+        // refuse it. Needs glibc's static libc.a (libc6-dev).
+        Recipe {
+            output: "clean_static",
+            source: "c/clean.c".into(),
+            compiler: "gcc",
+            flags: &["-g", "-O0", "-pthread", "-static"],
+        },
+        // Guard mode: one bad access (or crash, or recovery) each; see tests/guard_errors.rs.
+        c("overrun_read"),
+        c("int_array_write"),
+        c("strcpy_overflow"),
+        c("realloc_shrink"),
+        c("malloc_zero"),
+        c("use_after_free"),
+        c("underflow"),
+        c("own_segv_handler"),
+        c("huge_alloc"),
+        c("sse_aligned"),
         cxx("geometry_clone"),
         cxx("delete_array"),
         Recipe {
@@ -187,8 +209,7 @@ pub fn marker_line(source: &str, marker: &str) -> u32 {
             line.match_indices(&needle).any(|(at, _)| {
                 let rest = &line[at + needle.len()..];
                 !rest.starts_with(|c: char| c.is_alphanumeric() || c == '_')
-            }) && !line.trim_start().starts_with("//")
-                && !line.trim_start().starts_with('*')
+            }) && !is_comment_line(line)
         })
         .map(|(i, _)| i as u32 + 1)
         .collect();
@@ -198,4 +219,15 @@ pub fn marker_line(source: &str, marker: &str) -> u32 {
         "marker FP:{marker} must be on exactly one code line of {source}, found at {hits:?}"
     );
     hits[0]
+}
+
+/// A line of a header comment: `// ...`, or inside a `/* ... */` block, ` * ...` or ` */`
+/// (but not a code line such as `*null = 0;`).
+fn is_comment_line(line: &str) -> bool {
+    let line = line.trim_start();
+    line.starts_with("//")
+        || line.starts_with("/*")
+        || line == "*"
+        || line.starts_with("* ")
+        || line.starts_with("*/")
 }

@@ -9,6 +9,15 @@
 //! - Free errors: the same multiset of (kind, file:line, block size). memcheck's
 //!   `InvalidFree` is fencepost's `double-free` when the block was already freed and
 //!   `invalid-free` otherwise; `MismatchedFree` is `mismatched-free`.
+//! - Bad accesses (guard mode): memcheck's `InvalidRead`/`InvalidWrite`, whose
+//!   `<auxwhat>` says where the address is ("N bytes after a block of size S alloc'd",
+//!   "N bytes before ...", "N bytes inside a block of size S free'd"), are fencepost's
+//!   `heap-buffer-overflow`, `heap-buffer-underflow` and `use-after-free`: the same
+//!   multiset of (kind, read/write, access size, user line, block size, offset from the
+//!   block's start, alloc and free lines, count) — see [`AccessKey`]. Where the tools
+//!   legitimately differ (an access inside libc that memcheck replaces with its own
+//!   byte-by-byte code, an underflow fencepost only finds at free) the test compares what
+//!   must still agree and says why.
 //! - Not compared: `reachable` records. memcheck calls `__libc_freeres` and
 //!   `__gnu_cxx::__freeres` before its leak check, freeing libc's and libstdc++'s
 //!   own blocks (stdio buffers, the exception emergency pool), which fencepost, tracing
@@ -37,6 +46,15 @@ pub struct VgError {
     /// The error's own stack (the first `<stack>`).
     pub stack: Vec<Frame>,
     pub pid: u64,
+    /// `<what>` ("Invalid read of size 1").
+    pub what: Option<String>,
+    /// Each `<auxwhat>` with the `<stack>` that follows it, if any: for a bad access,
+    /// ("Address .. is 0 bytes after a block of size 13 alloc'd", alloc stack), or
+    /// ("Address .. is 5 bytes inside a block of size 24 free'd", free stack) then
+    /// ("Block was alloc'd at", alloc stack).
+    pub aux_stacks: Vec<(String, Vec<Frame>)>,
+    /// Occurrences, from `<errorcounts>` (1 for loss records, which have none).
+    pub count: u64,
 }
 
 impl VgError {
@@ -151,6 +169,17 @@ fn parse_xml_document(text: &str, path: &Path) -> Vec<VgError> {
     let pid: u64 = child_text(root, "pid")
         .and_then(|p| p.trim().parse().ok())
         .unwrap_or(0);
+    // `<errorcounts><pair><count>3</count><unique>0x0</unique></pair>...`
+    let counts: Vec<(String, u64)> = root
+        .children()
+        .filter(|n| n.has_tag_name("errorcounts"))
+        .flat_map(|n| n.children().filter(|p| p.has_tag_name("pair")))
+        .filter_map(|pair| {
+            let unique = child_text(pair, "unique")?.trim().to_owned();
+            let count = child_text(pair, "count")?.trim().parse().ok()?;
+            Some((unique, count))
+        })
+        .collect();
     root.children()
         .filter(|n| n.has_tag_name("error"))
         .map(|error| {
@@ -163,18 +192,24 @@ fn parse_xml_document(text: &str, path: &Path) -> Vec<VgError> {
             let stack = error
                 .children()
                 .find(|c| c.has_tag_name("stack"))
-                .map(|s| {
-                    s.children()
-                        .filter(|f| f.has_tag_name("frame"))
-                        .map(|f| Frame {
-                            function: child_text(f, "fn").map(str::to_owned),
-                            file: child_text(f, "file").map(str::to_owned),
-                            line: child_text(f, "line").and_then(|l| l.trim().parse().ok()),
-                            module: child_text(f, "obj").map(str::to_owned),
-                        })
-                        .collect()
-                })
+                .map(frames_of)
                 .unwrap_or_default();
+            // Pair each <auxwhat> with the <stack> right after it (skipping whitespace).
+            let mut aux_stacks: Vec<(String, Vec<Frame>)> = Vec::new();
+            for node in error.children().filter(|c| c.is_element()) {
+                if node.has_tag_name("auxwhat") {
+                    aux_stacks.push((node.text().unwrap_or("").to_owned(), Vec::new()));
+                } else if node.has_tag_name("stack") {
+                    if let Some((_, frames)) = aux_stacks.last_mut().filter(|(_, f)| f.is_empty()) {
+                        *frames = frames_of(node);
+                    }
+                }
+            }
+            let unique = child_text(error, "unique").map(str::trim);
+            let count = unique
+                .and_then(|u| counts.iter().find(|(c, _)| c == u))
+                .map(|(_, n)| *n)
+                .unwrap_or(1);
             VgError {
                 kind: child_text(error, "kind").unwrap_or("").to_owned(),
                 leaked_bytes: number("leakedbytes"),
@@ -187,7 +222,23 @@ fn parse_xml_document(text: &str, path: &Path) -> Vec<VgError> {
                     .collect(),
                 stack,
                 pid,
+                what: child_text(error, "what").map(str::to_owned),
+                aux_stacks,
+                count,
             }
+        })
+        .collect()
+}
+
+fn frames_of(stack: roxmltree::Node) -> Vec<Frame> {
+    stack
+        .children()
+        .filter(|f| f.has_tag_name("frame"))
+        .map(|f| Frame {
+            function: child_text(f, "fn").map(str::to_owned),
+            file: child_text(f, "file").map(str::to_owned),
+            line: child_text(f, "line").and_then(|l| l.trim().parse().ok()),
+            module: child_text(f, "obj").map(str::to_owned),
         })
         .collect()
 }
@@ -320,7 +371,12 @@ pub fn assert_agrees_with_memcheck(report: &Report, memcheck: &VgReport, files: 
         others.is_empty(),
         "memcheck found errors the test program is not about: {others:#?}"
     );
+    assert_losses_and_free_errors_agree(report, memcheck, files);
+}
 
+/// The loss-record and free-error half of [`assert_agrees_with_memcheck`], for programs
+/// whose bad accesses are compared separately.
+pub fn assert_losses_and_free_errors_agree(report: &Report, memcheck: &VgReport, files: &[&str]) {
     let (fp, vg) = (
         fencepost_lost_keys(report, files),
         memcheck.lost_keys(files),
@@ -344,4 +400,170 @@ pub fn assert_agrees_with_memcheck(report: &Report, memcheck: &VgReport, files: 
         memcheck.files,
         report.pretty()
     );
+}
+
+/// A bad access as both tools describe it. memcheck's block offset is rebuilt from its
+/// `<auxwhat>`: "N bytes after a block of size S" is offset S + N, "N bytes before" is
+/// -N, "N bytes inside" is N.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct AccessKey {
+    /// `heap-buffer-overflow`, `heap-buffer-underflow`, `use-after-free`; for memcheck
+    /// also `wild` (an address in no block: "not stack'd, malloc'd or (recently) free'd")
+    /// and `other` (anything else, e.g. "in a --- anonymous segment").
+    pub kind: String,
+    /// `read` or `write`.
+    pub op: Option<String>,
+    /// Bytes accessed.
+    pub size: Option<u64>,
+    /// The user's line of the access: the innermost frame in the program's sources.
+    pub line: Option<(String, u32)>,
+    pub block_size: Option<u64>,
+    pub offset: Option<i64>,
+    pub alloc_line: Option<(String, u32)>,
+    pub free_line: Option<(String, u32)>,
+    pub count: u64,
+}
+
+/// Where memcheck says an address is: (kind, block size, offset from the block's start).
+pub fn memcheck_address(auxwhat: &str) -> (String, Option<u64>, Option<i64>) {
+    let number_before = |marker: &str| -> Option<i64> {
+        let head = auxwhat.split(marker).next()?;
+        head.rsplit(' ').next()?.replace(',', "").parse().ok()
+    };
+    let size = block_size_in(auxwhat);
+    let (kind, offset) = if auxwhat.contains(" bytes after a block of size ") {
+        let n = number_before(" bytes after");
+        (
+            "heap-buffer-overflow",
+            n.zip(size).map(|(n, s)| s as i64 + n),
+        )
+    } else if auxwhat.contains(" bytes before a block of size ") {
+        (
+            "heap-buffer-underflow",
+            number_before(" bytes before").map(|n| -n),
+        )
+    } else if auxwhat.contains(" bytes inside a block of size ") && auxwhat.contains("free'd") {
+        ("use-after-free", number_before(" bytes inside"))
+    } else if auxwhat.contains(" bytes inside a block of size ") {
+        // An access that starts inside a live block and runs past its end.
+        ("heap-buffer-overflow", number_before(" bytes inside"))
+    } else if auxwhat.contains("not stack'd, malloc'd or (recently) free'd") {
+        ("wild", None)
+    } else {
+        ("other", None)
+    };
+    (kind.to_owned(), size, offset)
+}
+
+impl VgReport {
+    /// memcheck's `InvalidRead` and `InvalidWrite` errors, in fencepost's terms.
+    pub fn access_keys(&self, files: &[&str]) -> Vec<AccessKey> {
+        let mut keys: Vec<AccessKey> = self
+            .errors
+            .iter()
+            .filter_map(|e| {
+                let op = match e.kind.as_str() {
+                    "InvalidRead" => "read",
+                    "InvalidWrite" => "write",
+                    _ => return None,
+                };
+                // "Invalid read of size 4"
+                let size = e
+                    .what
+                    .as_deref()
+                    .and_then(|w| w.rsplit(' ').next())
+                    .and_then(|n| n.parse().ok());
+                let address = e
+                    .aux_stacks
+                    .first()
+                    .map(|(text, _)| text.as_str())
+                    .unwrap_or("");
+                let (kind, block_size, offset) = memcheck_address(address);
+                let line_after = |what: &str| {
+                    e.aux_stacks
+                        .iter()
+                        .find(|(text, _)| text.contains(what))
+                        .and_then(|(_, stack)| user_line(stack, files))
+                };
+                Some(AccessKey {
+                    kind,
+                    op: Some(op.to_owned()),
+                    size,
+                    line: user_line(&e.stack, files),
+                    block_size,
+                    offset,
+                    alloc_line: line_after("alloc'd"),
+                    free_line: line_after("free'd"),
+                    count: e.count,
+                })
+            })
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    /// memcheck's errors that are neither loss records, free errors nor bad accesses.
+    pub fn errors_other_than_accesses(&self) -> Vec<&VgError> {
+        self.other_errors()
+            .into_iter()
+            .filter(|e| !matches!(e.kind.as_str(), "InvalidRead" | "InvalidWrite"))
+            .collect()
+    }
+}
+
+/// fencepost's bad accesses (overflow, underflow, use after free, and canary findings of
+/// those kinds) as comparison keys.
+pub fn fencepost_access_keys(report: &Report, files: &[&str]) -> Vec<AccessKey> {
+    let mut keys: Vec<AccessKey> = report
+        .errors()
+        .into_iter()
+        .filter(|e| {
+            matches!(
+                e.kind.as_str(),
+                "heap-buffer-overflow" | "heap-buffer-underflow" | "use-after-free"
+            )
+        })
+        .map(|e| AccessKey {
+            kind: e.kind.clone(),
+            op: e.access.as_ref().map(|a| a.op.clone()),
+            size: e.access.as_ref().map(|a| a.size),
+            line: e.user_line(files),
+            block_size: e.block.as_ref().map(|b| b.size),
+            offset: e.block.as_ref().map(|b| b.offset),
+            alloc_line: e.alloc_line(files),
+            free_line: e.free_line(files),
+            count: e.count,
+        })
+        .collect();
+    keys.sort();
+    keys
+}
+
+/// Asserts that fencepost and memcheck report the same bad accesses (every field of
+/// [`AccessKey`]), the same loss records and free errors, and that memcheck found
+/// nothing else.
+pub fn assert_accesses_agree(report: &Report, memcheck: &VgReport, files: &[&str]) {
+    let others = memcheck.errors_other_than_accesses();
+    assert!(
+        others.is_empty(),
+        "memcheck found errors the test program is not about: {others:#?}"
+    );
+    let (fp, vg) = (
+        fencepost_access_keys(report, files),
+        memcheck.access_keys(files),
+    );
+    assert!(
+        !vg.is_empty(),
+        "memcheck found no bad access: {:#?}",
+        memcheck.errors
+    );
+    assert_eq!(
+        fp,
+        vg,
+        "bad accesses differ\nfencepost: {fp:#?}\nmemcheck:  {vg:#?}\nmemcheck XML: {:?}\n\
+         fencepost report:\n{}",
+        memcheck.files,
+        report.pretty()
+    );
+    assert_losses_and_free_errors_agree(report, memcheck, files);
 }

@@ -615,3 +615,75 @@ fn fast_mode_misses_the_off_by_one_read_but_finds_leaks() {
     );
     assert_books_balance(&run.report);
 }
+
+#[test]
+fn off_by_one_read_is_found_with_mprotect_guards_too() {
+    // The path of kernels without MADV_GUARD_INSTALL (before 6.13), forced on this one.
+    let run = run_fencepost(
+        "overrun_read_mprotect",
+        &["--guards=mprotect"],
+        &prog("overrun_read"),
+        &[],
+    );
+    assert_ran_on(&run, "sum done\n");
+    let error = the_one_error(&run.report);
+    assert_access_error(
+        &run.report,
+        &error,
+        &Expected {
+            source: "c/overrun_read.c",
+            kind: "heap-buffer-overflow",
+            op: "read",
+            size: 1,
+            block_size: 13,
+            offset: 13,
+            at: "bad_read",
+            alloc: "alloc",
+            free: None,
+            count: 1,
+        },
+    );
+}
+
+#[test]
+fn past_the_guard_budget_blocks_get_canaries_and_an_overflow_is_found_at_free() {
+    let run = run_fencepost(
+        "past_budget",
+        &["--guard-budget-mb=1"],
+        &prog("past_budget"),
+        &[],
+    );
+    assert_ran_on(&run, "done\n");
+    assert_books_balance(&run.report);
+    let context = run.report.pretty();
+    let guard = &run.report.json["summary"]["guard"];
+    let unguarded = guard["unguarded"].as_u64().unwrap_or(0);
+    let guarded = guard["guarded"].as_u64().unwrap_or(0);
+    assert!(
+        unguarded > 0 && guarded > 0 && guarded < 400,
+        "a 1 MiB budget guards a few hundred one-page blocks, then packs the rest\n{context}"
+    );
+    assert!(
+        run.stderr.contains(&format!(
+            "{unguarded} blocks were not guarded (guard budget reached)"
+        )),
+        "the text report says how many blocks were not guarded\n{}",
+        run.stderr
+    );
+    let error = the_one_error(&run.report);
+    assert_eq!(error.kind, "heap-buffer-overflow", "{context}");
+    assert_eq!(error.found_at.as_deref(), Some("free"), "{context}");
+    let access = error.access.as_ref().expect("access");
+    assert_eq!((access.op.as_str(), access.size), ("write", 1), "{context}");
+    let block = error.block.as_ref().expect("block");
+    assert_eq!((block.size, block.offset), (13, 13), "{context}");
+    let files = ["past_budget.c"];
+    let at = |m| {
+        Some((
+            "past_budget.c".to_owned(),
+            marker_line("c/past_budget.c", m),
+        ))
+    };
+    assert_eq!(error.alloc_line(&files), at("alloc"), "{context}");
+    assert_eq!(error.free_line(&files), at("free"), "{context}");
+}

@@ -80,6 +80,7 @@ fn recipes() -> Vec<Recipe> {
         c("own_segv_handler"),
         c("huge_alloc"),
         c("sse_aligned"),
+        c("past_budget"),
         cxx("geometry_clone"),
         cxx("delete_array"),
         Recipe {

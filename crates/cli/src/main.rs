@@ -82,6 +82,11 @@ struct TraceArgs {
     /// Stop the program at the first bad access.
     #[arg(long)]
     halt_on_error: bool,
+    /// How guard pages are made: madvise (MADV_GUARD_INSTALL, Linux 6.13+, no extra
+    /// mappings) or mprotect (older kernels; limited by vm.max_map_count). Default: madvise
+    /// where the kernel has it.
+    #[arg(long, value_name = "madvise|mprotect", value_parser = ["madvise", "mprotect"])]
+    guards: Option<String>,
     /// Size of the event ring shared with the program, in MiB.
     #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
     ring_mb: u32,
@@ -242,6 +247,9 @@ fn shim_options(t: &TraceArgs, r: &ReportArgs) -> String {
     );
     if let Some(a) = t.alignment {
         o.push_str(&format!(",alignment={a}"));
+    }
+    if let Some(g) = &t.guards {
+        o.push_str(&format!(",guards={g}"));
     }
     if let Some(b) = t.guard_budget_mb {
         o.push_str(&format!(",guard_budget_mb={b}"));

@@ -112,6 +112,9 @@ static READY: AtomicBool = AtomicBool::new(false);
 static FAILED: AtomicBool = AtomicBool::new(false);
 /// Guards by madvise (true) or by mprotect (false, older kernels).
 static MADV_GUARDS: AtomicBool = AtomicBool::new(true);
+/// Use mprotect even where the kernel has guard madvise (`--guards=mprotect`: the path of
+/// kernels older than 6.13, testable on newer ones).
+pub static FORCE_MPROTECT: AtomicBool = AtomicBool::new(false);
 /// With mprotect, each guarded slot may cost two mappings: stop guarding new slots here.
 static MPROTECT_SLOT_BUDGET: AtomicU32 = AtomicU32::new(0);
 
@@ -249,7 +252,8 @@ fn init() -> bool {
     }
     // Does this kernel have guard-page madvise? Try it on the first page.
     // SAFETY: the first page of our fresh region.
-    let ok = unsafe { libc::madvise(region as *mut libc::c_void, PAGE, MADV_GUARD_INSTALL) } == 0;
+    let ok = !FORCE_MPROTECT.load(Ordering::Relaxed)
+        && unsafe { libc::madvise(region as *mut libc::c_void, PAGE, MADV_GUARD_INSTALL) } == 0;
     if ok {
         // SAFETY: as above.
         unsafe { libc::madvise(region as *mut libc::c_void, PAGE, MADV_GUARD_REMOVE) };

@@ -418,7 +418,11 @@ fn realloc_impl(p: *mut c_void, size: usize, f: u8) -> *mut c_void {
         let stack = stacks::current();
         // A block that was big enough for glibc's alignment keeps it when it shrinks:
         // programs that relied on it still do (see guard::natural_alignment).
-        let align = if old.size as usize >= guard::GLIBC_ALIGN_FROM { 16 } else { 0 };
+        let align = if old.size as usize >= guard::GLIBC_ALIGN_FROM {
+            16
+        } else {
+            0
+        };
         let req = Request {
             size,
             align,

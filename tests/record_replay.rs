@@ -49,7 +49,10 @@ fn round_trip(test: &str, options: &[&str], prog: &Path, args: &[&str]) -> Round
 }
 
 /// (kind, bytes, blocks, user file:line) of every loss record, sorted.
-fn leak_keys(report: &Report, files: &[&str]) -> Vec<(String, u64, u64, Option<(String, u32)>)> {
+/// (kind, bytes, blocks, user file:line) of a loss record.
+type LeakKey = (String, u64, u64, Option<(String, u32)>);
+
+fn leak_keys(report: &Report, files: &[&str]) -> Vec<LeakKey> {
     let mut keys: Vec<_> = report
         .leaks()
         .into_iter()

@@ -87,6 +87,10 @@ struct Request {
 /// live block and turns a definite leak into a "possible" one at the exit scan.
 const PAD: usize = 8;
 
+/// Capture a stack at every release (`--keep-stacktraces=alloc-and-free`, the default in
+/// guard mode), or only at releases that are errors (`alloc`, fast mode's default).
+pub static FREE_STACKS: AtomicBool = AtomicBool::new(true);
+
 /// Guard mode (the default) or fast mode (`--mode=fast`: glibc blocks, recording only).
 pub static GUARD_MODE: AtomicBool = AtomicBool::new(true);
 
@@ -214,7 +218,7 @@ fn record_alloc(p: *mut c_void, size: usize, f: u8, fam: u8, stack: u32, place: 
     w.u8(f);
     w.u8(fam);
     w.u16(0);
-    w.u64(sys::now_ns());
+    w.u64(sys::coarse_ns());
     ring::emit(kind::ALLOC, &[&rec]);
 }
 
@@ -222,7 +226,14 @@ fn record_alloc(p: *mut c_void, size: usize, f: u8, fam: u8, stack: u32, place: 
 /// Returns the block and the release's stack; None when the pointer was not ours
 /// (reported, and not to be passed to any allocator).
 fn record_release(p: *mut c_void, f: u8, fam: u8) -> Option<(BlockMeta, u32)> {
-    let stack = stacks::current();
+    // The stack of a release is kept for use-after-free and double-free reports; without
+    // it (fast mode's default) only a release that is itself an error needs one.
+    let keep = FREE_STACKS.load(Ordering::Relaxed);
+    let stack = if keep || !table::lock(p as u64).contains(p as u64) {
+        stacks::current()
+    } else {
+        0
+    };
     let addr = p as u64;
     let mut shard = table::lock(addr);
     match shard.remove(addr) {
@@ -240,7 +251,7 @@ fn record_release(p: *mut c_void, f: u8, fam: u8) -> Option<(BlockMeta, u32)> {
             } else {
                 0
             });
-            w.u64(sys::now_ns());
+            w.u64(sys::coarse_ns());
             ring::emit(kind::FREE, &[&rec]);
             Some((meta, stack))
         }
@@ -254,7 +265,7 @@ fn record_release(p: *mut c_void, f: u8, fam: u8) -> Option<(BlockMeta, u32)> {
             w.u8(f);
             w.u8(fam);
             w.u16(0);
-            w.u64(sys::now_ns());
+            w.u64(sys::coarse_ns());
             ring::emit(kind::BAD_FREE, &[&rec]);
             None
         }
@@ -276,7 +287,7 @@ pub fn emit_canary(addr: u64, meta: &BlockMeta, stack: u32, offset: i64, len: u3
     w.u8(meta.func);
     w.u8(0);
     w.u16(0);
-    w.u64(sys::now_ns());
+    w.u64(sys::coarse_ns());
     ring::emit(kind::CANARY, &[&rec]);
 }
 

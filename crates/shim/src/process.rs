@@ -92,6 +92,7 @@ fn read_options() {
             }
             b"trace_children" => TRACE_CHILDREN.store(v == b"1", Ordering::Relaxed),
             b"mode" => crate::interpose::GUARD_MODE.store(v != b"fast", Ordering::Relaxed),
+            b"free_stacks" => crate::interpose::FREE_STACKS.store(v == b"1", Ordering::Relaxed),
             b"guards" => guard::FORCE_MPROTECT.store(v == b"mprotect", Ordering::Relaxed),
             b"protect_below" => guard::PROTECT_BELOW.store(v == b"1", Ordering::Relaxed),
             b"halt_on_error" => crate::faults::HALT_ON_ERROR.store(v == b"1", Ordering::Relaxed),

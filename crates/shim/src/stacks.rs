@@ -9,7 +9,9 @@ use crate::{arena, modules, process, ring, unwind};
 use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
 pub const MAX_FRAMES: usize = 256;
-const SLOTS: usize = 1 << 18;
+/// Distinct stacks the table holds (16 bytes each, in lazily touched arena pages). Recursive
+/// code makes many: binary-tree recursion has one per path from the root.
+const SLOTS: usize = 1 << 22;
 
 #[repr(C)]
 struct Slot {

@@ -42,6 +42,19 @@ pub fn now_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// CLOCK_MONOTONIC_COARSE in nanoseconds: the tick of the last timer interrupt (a few ms),
+/// read without the TSC. Event times only place events on a chart; this is a third of the
+/// cost of the precise clock on every malloc and free.
+pub fn coarse_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 /// Anonymous private read-write memory, or null.
 pub fn map_anon(len: usize, noreserve: bool) -> *mut u8 {
     let flags =

@@ -45,6 +45,19 @@ fn recipes() -> Vec<Recipe> {
         c("possible_leak"),
         c("threads_leak"),
         c("threads_stress"),
+        // Issue 6 (reliability): real-program findings, processes, threads and signals.
+        c("flex_member"),
+        c("fork_threads"),
+        c("vfork_exec"),
+        c("spawn_child"),
+        c("system_call"),
+        c("exec_self"),
+        c("daemon_double_fork"),
+        c("threads_cross_free"),
+        c("tls_destructors"),
+        cxx("thread_local_dtor"),
+        c("ends"),
+        c("outlive_analyzer"),
         c("sigkill_wait"),
         c("fork_leak"),
         c("dlopen_leak"),
@@ -81,6 +94,8 @@ fn recipes() -> Vec<Recipe> {
         c("huge_alloc"),
         c("sse_aligned"),
         c("past_budget"),
+        // Suppressions and baselines (tests/suppressions_and_baselines.rs).
+        c("known_findings"),
         cxx("geometry_clone"),
         cxx("delete_array"),
         Recipe {

@@ -141,7 +141,9 @@ fn child_text<'a>(node: roxmltree::Node<'a, 'a>, name: &str) -> Option<&'a str> 
         .and_then(|c| c.text())
 }
 
-fn parse_xml(path: &Path) -> Vec<VgError> {
+/// Every error of one memcheck XML file (several documents when a forked child wrote into
+/// its parent's file).
+pub fn parse_xml(path: &Path) -> Vec<VgError> {
     let text = std::fs::read_to_string(path).expect("read valgrind XML");
     // valgrind 3.19 does not reopen the XML file in a forked child despite `%p`: the
     // child writes a whole document into its parent's file, in the middle of the

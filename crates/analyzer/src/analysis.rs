@@ -9,7 +9,8 @@
 //! moment), so a library that is `dlclose`d later still names its frames; symbolization is
 //! lazy, in [`Analyzer::finish`], cached per (module file, module-relative pc).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use rustc_hash::FxHashMap;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::decode::{self, DecodeError, Event, LeakEntry};
@@ -24,7 +25,7 @@ use crate::wire;
 mod faults;
 
 /// How many freed blocks are remembered (over all processes) to explain bad frees.
-const FREED_HISTORY: usize = 1 << 20;
+const FREED_HISTORY: usize = 1 << 16;
 
 /// Where symbols come from; [`Symbolizer`] in production, a fake in tests.
 pub trait SymbolSource {
@@ -98,8 +99,44 @@ struct FreedBlock {
     alloc_stack: u32,
     free_stack: u32,
     alloc_func: u8,
-    /// Which entry of the history queue this is (a later free of the same address wins).
-    seq: u64,
+}
+
+/// Recently freed blocks, to tell a double free from an invalid one and show both stacks.
+/// Direct-mapped by (image, address): a later free of a colliding address evicts an older
+/// one. Fixed size, no allocation per free: this is on the analyzer's hottest path.
+struct FreedHistory {
+    slots: Vec<Option<(usize, u64, FreedBlock)>>,
+}
+
+impl FreedHistory {
+    fn new() -> Self {
+        FreedHistory {
+            slots: vec![None; FREED_HISTORY],
+        }
+    }
+
+    fn index(img: usize, addr: u64) -> usize {
+        let h = (addr ^ (img as u64).rotate_left(48)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        (h >> 40) as usize & (FREED_HISTORY - 1)
+    }
+
+    fn remember(&mut self, img: usize, addr: u64, block: FreedBlock) {
+        self.slots[Self::index(img, addr)] = Some((img, addr, block));
+    }
+
+    fn get(&self, img: usize, addr: u64) -> Option<&FreedBlock> {
+        match &self.slots[Self::index(img, addr)] {
+            Some((i, a, b)) if *i == img && *a == addr => Some(b),
+            _ => None,
+        }
+    }
+
+    fn forget(&mut self, img: usize, addr: u64) {
+        let slot = &mut self.slots[Self::index(img, addr)];
+        if matches!(slot, Some((i, a, _)) if *i == img && *a == addr) {
+            *slot = None;
+        }
+    }
 }
 
 /// The state of one process image.
@@ -114,9 +151,8 @@ struct Image {
     parent: Option<usize>,
     /// Modules mapped now, most recently loaded last.
     loaded: Vec<u32>,
-    stacks: HashMap<u32, Arc<[ResolvedPc]>>,
-    live: BTreeMap<u64, Block>,
-    freed: HashMap<u64, FreedBlock>,
+    stacks: FxHashMap<u32, Arc<[ResolvedPc]>>,
+    live: FxHashMap<u64, Block>,
     /// The shim's classification at exit (authoritative when present).
     leak_entries: Vec<LeakEntry>,
     threads: u64,
@@ -144,9 +180,8 @@ impl Image {
             exit: None,
             parent: None,
             loaded: Vec::new(),
-            stacks: HashMap::new(),
-            live: BTreeMap::new(),
-            freed: HashMap::new(),
+            stacks: FxHashMap::default(),
+            live: FxHashMap::default(),
             leak_entries: Vec::new(),
             threads: 1,
             allocations: 0,
@@ -161,8 +196,19 @@ impl Image {
 
     /// The block containing `addr`, if any: (start, block).
     fn live_containing(&self, addr: u64) -> Option<(u64, Block)> {
-        let (&start, &block) = self.live.range(..=addr).next_back()?;
+        let (start, block) = self.live_at_or_below(addr)?;
         (addr - start < block.size.max(1)).then_some((start, block))
+    }
+
+    /// The live block starting closest below or at `addr`. A linear scan: the live blocks
+    /// are hashed for the hot path (every malloc and free), and this is only asked when
+    /// explaining an error.
+    fn live_at_or_below(&self, addr: u64) -> Option<(u64, Block)> {
+        self.live
+            .iter()
+            .filter(|(&start, _)| start <= addr)
+            .max_by_key(|(&start, _)| start)
+            .map(|(&start, &block)| (start, block))
     }
 }
 
@@ -170,7 +216,7 @@ impl Image {
 struct ForkSnapshot {
     image: usize,
     loaded: Vec<u32>,
-    live: BTreeMap<u64, Block>,
+    live: FxHashMap<u64, Block>,
 }
 
 /// Identical errors are grouped: same image, kind, stack and calls.
@@ -242,13 +288,14 @@ pub struct Analyzer {
     main_exit: Option<(u32, ExitStatus)>,
     images: Vec<Image>,
     /// pid → its current image.
-    current: HashMap<u32, usize>,
+    current: FxHashMap<u32, usize>,
+    /// The last (pid, image) looked up: consecutive records are mostly from one process.
+    last_image: Option<(u32, usize)>,
     modules: Vec<ModuleInfo>,
     module_index: HashMap<(String, Vec<u8>, u64), u32>,
     file_ids: HashMap<(String, Vec<u8>), u32>,
     snapshots: HashMap<(u32, u64), ForkSnapshot>,
-    freed_order: VecDeque<(usize, u64, u64)>,
-    freed_seq: u64,
+    freed: FreedHistory,
     errors: Vec<PendingError>,
     error_index: HashMap<ErrorKey, usize>,
     warnings: Vec<Warning>,
@@ -267,13 +314,13 @@ impl Analyzer {
             command: Vec::new(),
             main_exit: None,
             images: Vec::new(),
-            current: HashMap::new(),
+            current: FxHashMap::default(),
+            last_image: None,
             modules: Vec::new(),
             module_index: HashMap::new(),
             file_ids: HashMap::new(),
             snapshots: HashMap::new(),
-            freed_order: VecDeque::new(),
-            freed_seq: 0,
+            freed: FreedHistory::new(),
             errors: Vec::new(),
             error_index: HashMap::new(),
             warnings: Vec::new(),
@@ -407,7 +454,13 @@ impl Analyzer {
 
     /// The current image of `pid`, created if the trace never announced it.
     fn image_for(&mut self, pid: u32) -> usize {
+        if let Some((p, img)) = self.last_image {
+            if p == pid {
+                return img;
+            }
+        }
         if let Some(&img) = self.current.get(&pid) {
+            self.last_image = Some((pid, img));
             return img;
         }
         self.images
@@ -469,6 +522,7 @@ impl Analyzer {
         }
         self.images.push(image);
         self.current.insert(s.pid, self.images.len() - 1);
+        self.last_image = None;
     }
 
     fn take_snapshot(&mut self, ppid: u32, token: u64) -> Option<ForkSnapshot> {
@@ -540,7 +594,8 @@ impl Analyzer {
         let image = &mut self.images[img];
         image.allocations += 1;
         image.bytes_allocated = image.bytes_allocated.saturating_add(size);
-        image.freed.remove(&addr);
+        self.freed.forget(img, addr);
+        let image = &mut self.images[img];
         if image
             .live
             .insert(addr, Block { size, stack, func })
@@ -557,27 +612,16 @@ impl Analyzer {
         let image = &mut self.images[img];
         let block = image.live.remove(&addr)?;
         image.frees += 1;
-        self.freed_seq += 1;
-        let seq = self.freed_seq;
-        image.freed.insert(
+        self.freed.remember(
+            img,
             addr,
             FreedBlock {
                 size: block.size,
                 alloc_stack: block.stack,
                 free_stack,
                 alloc_func: block.func,
-                seq,
             },
         );
-        self.freed_order.push_back((img, addr, seq));
-        if self.freed_order.len() > FREED_HISTORY {
-            if let Some((old_img, old_addr, old_seq)) = self.freed_order.pop_front() {
-                let freed = &mut self.images[old_img].freed;
-                if freed.get(&old_addr).is_some_and(|f| f.seq == old_seq) {
-                    freed.remove(&old_addr);
-                }
-            }
-        }
         Some(block)
     }
 
@@ -627,7 +671,7 @@ impl Analyzer {
         let img = self.image_for(b.pid);
         let image = &self.images[img];
         let call = call_name(b.func);
-        let (kind, alloc_func, pending) = if let Some(freed) = image.freed.get(&b.addr) {
+        let (kind, alloc_func, pending) = if let Some(freed) = self.freed.get(img, b.addr) {
             (
                 ErrorKind::DoubleFree,
                 freed.alloc_func,
@@ -785,11 +829,12 @@ impl Analyzer {
             summary.inherited += image.inherited;
 
             // Blocks grouped by (kind, stack) in first-seen order, so equal sizes sort stably.
-            let mut groups: Vec<(LeakKind, u32, u64, u64)> = Vec::new();
+            // The entry point (`func`) is the first block's: one call site calls one function.
+            let mut groups: Vec<(LeakKind, u32, u64, u64, Option<u8>)> = Vec::new();
             let mut group_index: HashMap<(LeakKind, u32), usize> = HashMap::new();
-            let mut add = |kind: LeakKind, stack: u32, size: u64| {
+            let mut add = |kind: LeakKind, stack: u32, size: u64, func: Option<u8>| {
                 let i = *group_index.entry((kind, stack)).or_insert_with(|| {
-                    groups.push((kind, stack, 0, 0));
+                    groups.push((kind, stack, 0, 0, func));
                     groups.len() - 1
                 });
                 groups[i].2 = groups[i].2.saturating_add(size);
@@ -810,7 +855,12 @@ impl Analyzer {
                             LeakKind::Definite
                         }
                     };
-                    add(kind, e.stack, e.size);
+                    add(
+                        kind,
+                        e.stack,
+                        e.size,
+                        image.live.get(&e.addr).map(|b| b.func),
+                    );
                 }
                 if unknown_class > 0 {
                     warnings.push(Warning {
@@ -834,16 +884,23 @@ impl Analyzer {
                 }
             } else {
                 for block in image.live.values() {
-                    add(LeakKind::Unreleased, block.stack, block.size);
+                    add(
+                        LeakKind::Unreleased,
+                        block.stack,
+                        block.size,
+                        Some(block.func),
+                    );
                 }
             }
-            for (kind, stack, bytes, blocks) in groups {
+            for (kind, stack, bytes, blocks, func) in groups {
                 leaks.push(LossRecord {
                     kind,
                     bytes,
                     blocks,
                     pid: image.pid,
+                    allocated_by: func.map(|f| wire::func::name(f).to_string()),
                     stack: stacks.stack(img, stack),
+                    fingerprint: String::new(),
                 });
             }
             if image.unknown_frees > 0 {
@@ -882,6 +939,7 @@ impl Analyzer {
                 alloc_stack: e.alloc_stack.map(|s| stacks.stack(e.image, s)),
                 free_stack: e.free_stack.map(|s| stacks.stack(e.image, s)),
                 message: e.message.clone(),
+                fingerprint: String::new(),
             })
             .collect();
 
@@ -897,7 +955,7 @@ impl Analyzer {
 
         let mut all_warnings = self.warnings.clone();
         all_warnings.extend(warnings);
-        Report {
+        let mut report = Report {
             schema: SCHEMA.to_string(),
             command: self.command.clone(),
             // The CLI's wait status; a trace without it falls back on the main image's own exit.
@@ -914,7 +972,11 @@ impl Analyzer {
             errors,
             leaks,
             warnings: all_warnings,
-        }
+            suppressed: Vec::new(),
+            baseline: None,
+        };
+        crate::fingerprint::assign(&mut report);
+        report
     }
 }
 

@@ -6,19 +6,31 @@
 //! [`Report`]) only read that value, so every output format tells the same story.
 
 pub mod analysis;
+pub mod annotations;
+pub mod baseline;
 pub mod decode;
+pub mod fingerprint;
 pub mod insn;
+pub mod memcheck;
+pub mod memcheck_text;
 pub mod picture;
 pub mod report;
+pub mod sarif;
+pub mod suppress;
 pub mod symbolize;
 pub mod text;
 pub mod wire;
+pub mod xml;
 
 pub use analysis::{Analyzer, AnalyzerOptions, SymbolSource};
+pub use baseline::Baseline;
 pub use decode::{read_trace, DecodeError, Event, TraceRecords, TraceWriter};
+pub use memcheck_text::{render_memcheck_text, MemcheckTextOptions};
 pub use report::{ErrorKind, LeakKind, Report};
+pub use suppress::{SuppressionError, SuppressionSet};
 pub use symbolize::Symbolizer;
 pub use text::{render_text, LeakCheck, TextOptions};
+pub use xml::{render_xml, XmlOptions};
 
 #[cfg(test)]
 mod tests;

@@ -26,6 +26,14 @@ pub struct Report {
     /// Things the user should know that are not findings (shim warnings, inconsistencies).
     #[serde(default)]
     pub warnings: Vec<Warning>,
+    /// Errors and loss records removed by a suppression (`--suppressions`, the built-in
+    /// defaults), with the suppression's name: not in `errors`/`leaks`, not counted as errors.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub suppressed: Vec<crate::suppress::SuppressedFinding>,
+    /// With `--baseline`: the findings already in the baseline (not in `errors`/`leaks`, not
+    /// counted as errors); omitted without a baseline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<crate::baseline::BaselineOutcome>,
 }
 
 /// `{"code": N}` or `{"signal": N}`.
@@ -279,6 +287,10 @@ pub struct ErrorReport {
     pub free_stack: Option<Stack>,
     /// One line saying what is wrong, e.g. "free() of an address that was never allocated".
     pub message: String,
+    /// Stable identity across runs (kind and the top user frames' function and file name,
+    /// never addresses or lines): see [`crate::fingerprint`].
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub fingerprint: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -424,8 +436,14 @@ pub struct LossRecord {
     pub bytes: u64,
     pub blocks: u64,
     pub pid: u32,
+    /// The entry point that allocated the blocks (`malloc`, `operator new`, ...), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocated_by: Option<String>,
     /// Allocation stack.
     pub stack: Stack,
+    /// Stable identity across runs: see [`crate::fingerprint`].
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub fingerprint: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

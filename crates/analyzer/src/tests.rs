@@ -975,6 +975,7 @@ fn json_report_has_the_documented_shape() {
             "block",
             "call",
             "count",
+            "fingerprint",
             "free_stack",
             "kind",
             "message",
@@ -997,7 +998,18 @@ fn json_report_has_the_documented_shape() {
     assert_eq!(frame["address"], ra(0x1300));
 
     let l = &v["leaks"][0];
-    assert_eq!(keys(l), ["blocks", "bytes", "kind", "pid", "stack"]);
+    assert_eq!(
+        keys(l),
+        [
+            "allocated_by",
+            "blocks",
+            "bytes",
+            "fingerprint",
+            "kind",
+            "pid",
+            "stack"
+        ]
+    );
     assert_eq!(l["kind"], "definite");
     assert_eq!(l["bytes"], 40);
 
@@ -1303,6 +1315,7 @@ fn overflow_read_reports_size_offset_block_and_picture_once_with_a_count() {
             "block",
             "count",
             "fault_address",
+            "fingerprint",
             "free_stack",
             "kind",
             "message",

@@ -32,6 +32,8 @@ pub struct TextOptions {
     pub errors_for_leak_kinds: Vec<LeakKind>,
     /// Frames shown per stack; 0 means all the report has.
     pub num_callers: usize,
+    /// `--gen-suppressions=all`: a suppression block after each error and shown loss record.
+    pub gen_suppressions: bool,
 }
 
 impl Default for TextOptions {
@@ -41,6 +43,7 @@ impl Default for TextOptions {
             show_leak_kinds: vec![LeakKind::Definite, LeakKind::Possible],
             errors_for_leak_kinds: vec![LeakKind::Definite, LeakKind::Possible],
             num_callers: 0,
+            gen_suppressions: false,
         }
     }
 }
@@ -75,6 +78,9 @@ pub fn render_text(report: &Report, opts: &TextOptions) -> String {
             for error in report.errors.iter().filter(|e| e.pid == process.pid) {
                 out.push('\n');
                 render_error(&mut out, error, opts.num_callers);
+                if opts.gen_suppressions {
+                    out.push_str(&crate::suppress::generate_for_error(error));
+                }
             }
         }
         if process.end == ProcessEnd::Exec {
@@ -94,7 +100,12 @@ pub fn render_text(report: &Report, opts: &TextOptions) -> String {
         } else {
             Vec::new()
         };
-        render_process_leaks(&mut out, process, &records, opts);
+        let set_aside = if owner {
+            crate::suppress::set_aside_leaks(report, process.pid)
+        } else {
+            Default::default()
+        };
+        render_process_leaks(&mut out, process, &records, opts, set_aside);
     }
 
     if !report.warnings.is_empty() {
@@ -118,9 +129,16 @@ pub fn render_text(report: &Report, opts: &TextOptions) -> String {
     };
     let errors = report.error_count(leak_kinds);
     let contexts = report.error_contexts(leak_kinds);
+    out.push_str(&crate::baseline::render_known(report));
+    out.push_str(&crate::suppress::render_used(report));
+    // memcheck's "(suppressed: N from M)", when suppressions took something.
+    let suppressed = match crate::suppress::suppressed_counts(report) {
+        (_, 0) => String::new(),
+        (n, m) => format!(" (suppressed: {} from {})", thousands(n), thousands(m)),
+    };
     let _ = writeln!(
         out,
-        "\nERROR SUMMARY: {} {} from {} {}",
+        "\nERROR SUMMARY: {} {} from {} {}{suppressed}",
         thousands(errors as u64),
         plural(errors as u64, "error", "errors"),
         thousands(contexts as u64),
@@ -321,9 +339,13 @@ fn render_process_leaks(
     process: &ProcessReport,
     records: &[&LossRecord],
     opts: &TextOptions,
+    // Loss records suppressed, and known from the baseline: still in use at exit.
+    (suppressed, known): (LeakTotal, LeakTotal),
 ) {
     let mut totals = LeakTotals::default();
     let mut in_use = LeakTotal::default();
+    in_use.add(suppressed.bytes, suppressed.blocks, suppressed.records);
+    in_use.add(known.bytes, known.blocks, known.records);
     for r in records {
         totals.get_mut(r.kind).add(r.bytes, r.blocks, 1);
         in_use.add(r.bytes, r.blocks, 1);
@@ -347,6 +369,9 @@ fn render_process_leaks(
                 n
             );
             render_stack(out, &r.stack, opts.num_callers);
+            if opts.gen_suppressions {
+                out.push_str(&crate::suppress::generate_for_leak(r));
+            }
         }
     }
 
@@ -380,6 +405,12 @@ fn render_process_leaks(
     for (label, kind) in lines {
         let t = totals.get(kind);
         let _ = writeln!(out, "{label}: {}", bytes_in_blocks(t));
+    }
+    if suppressed.records > 0 {
+        let _ = writeln!(out, "        suppressed: {}", bytes_in_blocks(&suppressed));
+    }
+    if known.records > 0 {
+        let _ = writeln!(out, "  known (baseline): {}", bytes_in_blocks(&known));
     }
     if totals.unreleased.blocks > 0 || process.end == ProcessEnd::Died {
         let _ = writeln!(

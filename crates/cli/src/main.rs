@@ -1,8 +1,10 @@
 //! `fencepost`: the command line. Thin glue over the analyzer library and the shim.
 
+mod findings;
 mod ring;
 mod session;
 mod target;
+mod valgrind_args;
 
 use clap::{Args, Parser, Subcommand};
 use fencepost_analyzer::{
@@ -82,6 +84,11 @@ struct TraceArgs {
     /// Stop the program at the first bad access.
     #[arg(long)]
     halt_on_error: bool,
+    /// Stacks kept per block: alloc, or alloc-and-free (use-after-free and double-free
+    /// reports show where the block was freed). Default: alloc-and-free in guard mode,
+    /// alloc in fast mode.
+    #[arg(long, value_name = "alloc|alloc-and-free", value_parser = ["alloc", "alloc-and-free"])]
+    keep_stacktraces: Option<String>,
     /// How guard pages are made: madvise (MADV_GUARD_INSTALL, Linux 6.13+, no extra
     /// mappings) or mprotect (older kernels; limited by vm.max_map_count). Default: madvise
     /// where the kernel has it.
@@ -119,6 +126,29 @@ struct ReportArgs {
     /// Write the JSON report (docs/report-format.md) to FILE.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// valgrind suppression files (several allowed); read by the suppressions module.
+    #[arg(long = "suppressions", value_name = "FILE")]
+    suppressions: Vec<PathBuf>,
+    /// Print suppressions for the findings: no, yes or all (memcheck's
+    /// --gen-suppressions); read by the suppressions module.
+    #[arg(long, value_name = "no|yes|all", default_value = "no", value_parser = ["no", "yes", "all"])]
+    gen_suppressions: String,
+    /// Apply the built-in suppressions of known runtime noise (docs/suppressions.md).
+    #[arg(long, value_name = "yes|no", default_value = "yes", value_parser = yes_no, action = clap::ArgAction::Set)]
+    default_suppressions: bool,
+    /// An earlier JSON report: its findings are known, reported as a count and not
+    /// counted as errors (docs/baselines.md).
+    #[arg(long, value_name = "OLD.json")]
+    baseline: Option<PathBuf>,
+    /// Write the findings as SARIF 2.1.0 to FILE (docs/sarif.md).
+    #[arg(long, value_name = "FILE")]
+    sarif: Option<PathBuf>,
+    /// One GitHub Actions `::error file=…,line=…::` line per finding, on stderr.
+    #[arg(long)]
+    github_annotations: bool,
+    /// memcheck's text format and XML (crates/cli/src/valgrind_args.rs).
+    #[command(flatten)]
+    memcheck: valgrind_args::MemcheckArgs,
 }
 
 fn yes_no(s: &str) -> Result<bool, String> {
@@ -159,7 +189,12 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    // `fencepost [valgrind options] PROG` and fencepost run as `valgrind` become `run`.
+    let argv = match valgrind_args::translate(std::env::args_os().collect()) {
+        valgrind_args::Parsed::Argv(argv) => argv,
+        valgrind_args::Parsed::Exit(code) => return code,
+    };
+    let cli = match Cli::try_parse_from(argv) {
         Ok(cli) => cli,
         Err(e) => {
             use clap::error::ErrorKind;
@@ -251,6 +286,11 @@ fn shim_options(t: &TraceArgs, r: &ReportArgs) -> String {
     if let Some(g) = &t.guards {
         o.push_str(&format!(",guards={g}"));
     }
+    let free_stacks = match t.keep_stacktraces.as_deref() {
+        Some(k) => k == "alloc-and-free",
+        None => t.mode != "fast",
+    };
+    o.push_str(&format!(",free_stacks={}", free_stacks as u8));
     if let Some(b) = t.guard_budget_mb {
         o.push_str(&format!(",guard_budget_mb={b}"));
     }
@@ -270,6 +310,7 @@ fn text_options(r: &ReportArgs) -> TextOptions {
         show_leak_kinds: r.show_leak_kinds.0.clone(),
         errors_for_leak_kinds: r.errors_for_leak_kinds.0.clone(),
         num_callers: r.num_callers as usize,
+        gen_suppressions: r.gen_suppressions != "no",
     }
 }
 
@@ -281,6 +322,11 @@ fn run(
 ) -> ExitCode {
     let shim = match find_shim() {
         Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    // A bad suppression file or baseline is found before the program runs.
+    let filters = match findings::Filters::load(&report) {
+        Ok(f) => f,
         Err(e) => return fail(e),
     };
     let cfg = RunConfig {
@@ -304,13 +350,17 @@ fn run(
         MainStatus::Code(c) => c,
         MainStatus::Signal(s) => 128 + s,
     };
-    emit(&rep, &report, code)
+    emit(&filters.apply(rep, &report), &report, code)
 }
 
 fn replay(path: PathBuf, report: ReportArgs) -> ExitCode {
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
         Err(e) => return fail(format!("cannot read '{}': {e}", path.display())),
+    };
+    let filters = match findings::Filters::load(&report) {
+        Ok(f) => f,
+        Err(e) => return fail(e),
     };
     let mut analyzer = fencepost_analyzer::Analyzer::new(analyzer_options(&report));
     if let Err(e) = analyzer.feed_trace(&bytes) {
@@ -323,15 +373,24 @@ fn replay(path: PathBuf, report: ReportArgs) -> ExitCode {
         Some(fencepost_analyzer::report::ExitStatus::Signal(s)) => 128 + s,
         None => 0,
     };
-    emit(&rep, &report, code)
+    emit(&filters.apply(rep, &report), &report, code)
 }
 
 /// Writes the text and JSON reports and picks the exit status.
 fn emit(rep: &Report, args: &ReportArgs, program_code: i32) -> ExitCode {
-    let text = render_text(rep, &text_options(args));
+    let text = valgrind_args::memcheck_text(rep, &args.memcheck, &text_options(args))
+        .unwrap_or_else(|| render_text(rep, &text_options(args)));
+    if let Err(e) = valgrind_args::write_xml(rep, &args.memcheck, &text_options(args)) {
+        return fail(e);
+    }
     match &args.log_file {
         Some(path) => {
-            if let Err(e) = std::fs::write(path, &text) {
+            // valgrind's %p / %q{VAR} escapes.
+            let path = match valgrind_args::expand_file_name(path, valgrind_args::main_pid(rep)) {
+                Ok(p) => p,
+                Err(e) => return fail(format!("--log-file: {e}")),
+            };
+            if let Err(e) = std::fs::write(&path, &text) {
                 return fail(format!(
                     "cannot write the log file '{}': {e}",
                     path.display()
@@ -347,6 +406,9 @@ fn emit(rep: &Report, args: &ReportArgs, program_code: i32) -> ExitCode {
                 path.display()
             ));
         }
+    }
+    if let Err(e) = findings::write_sarif_and_annotations(rep, args) {
+        return fail(e);
     }
     // With --leak-check=no, leaks are not looked at, so they are not errors either.
     let leak_errors: &[LeakKind] = match args.leak_check {

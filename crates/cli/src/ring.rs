@@ -46,9 +46,11 @@ impl Ring {
         }
         // SAFETY: `raw` is a fresh fd we own.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        // SAFETY: plain syscalls on our fd; results checked.
+        // SAFETY: plain syscalls on our fd; results checked. A memfd is created with mode
+        // 0777; only its owner may open it again through /proc/PID/fd.
         unsafe {
-            if libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) != 0
+            if libc::fchmod(fd.as_raw_fd(), 0o600) != 0
+                || libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) != 0
                 || libc::fcntl(
                     fd.as_raw_fd(),
                     libc::F_ADD_SEALS,

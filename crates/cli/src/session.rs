@@ -50,6 +50,9 @@ pub enum SessionError {
 }
 
 static MAIN_PID: AtomicI32 = AtomicI32::new(0);
+/// A signal that arrived after the program started but before its pid was stored (the
+/// program can run and print before `spawn` returns to us); delivered right after.
+static PENDING_SIGNAL: AtomicI32 = AtomicI32::new(0);
 
 /// Signals sent to fencepost itself (not the terminal's, which reach the program directly)
 /// are passed on to the program, so `kill -INT` still ends in a report.
@@ -61,9 +64,14 @@ extern "C" fn forward_signal(
     // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
     let code = unsafe { (*info).si_code };
     let pid = MAIN_PID.load(Ordering::Relaxed);
-    if pid > 0 && code != libc::SI_KERNEL {
+    if code == libc::SI_KERNEL {
+        return;
+    }
+    if pid > 0 {
         // SAFETY: kill is async-signal-safe.
         unsafe { libc::kill(pid, sig) };
+    } else {
+        PENDING_SIGNAL.store(sig, Ordering::Relaxed);
     }
 }
 
@@ -154,6 +162,11 @@ pub fn run(cfg: RunConfig) -> Result<Outcome, SessionError> {
         .map_err(|e| SessionError::Spawn(cfg.program[0].clone(), e))?;
     let main_pid = child.id() as i32;
     MAIN_PID.store(main_pid, Ordering::Relaxed);
+    let pending = PENDING_SIGNAL.swap(0, Ordering::Relaxed);
+    if pending != 0 {
+        // SAFETY: plain kill of our own child.
+        unsafe { libc::kill(main_pid, pending) };
+    }
 
     let all_gone = Arc::new(AtomicBool::new(false));
     let consumer = {

@@ -124,9 +124,8 @@ impl Analyzer {
                 .get(&f.block_addr)
                 .map(|b| (b.stack, b.func))
                 .or_else(|| {
-                    image
-                        .freed
-                        .get(&f.block_addr)
+                    self.freed
+                        .get(img, f.block_addr)
                         .map(|b| (b.alloc_stack, b.alloc_func))
                 });
             let alloc_stack = match (f.alloc_stack, known) {
@@ -142,7 +141,7 @@ impl Analyzer {
             block = image
                 .live_containing(address)
                 .map(|(s, b)| (s, b.size, b.stack, b.func));
-        } else if let Some((&start, b)) = image.live.range(..=address).next_back() {
+        } else if let Some((start, b)) = image.live_at_or_below(address) {
             // A wild access in a guard page: name the block it lies just past, if any.
             let end = start.saturating_add(b.size);
             if address >= end && address - end < NULL_PAGE {

@@ -226,50 +226,46 @@ fn record_alloc(p: *mut c_void, size: usize, f: u8, fam: u8, stack: u32, place: 
 /// Returns the block and the release's stack; None when the pointer was not ours
 /// (reported, and not to be passed to any allocator).
 fn record_release(p: *mut c_void, f: u8, fam: u8) -> Option<(BlockMeta, u32)> {
+    let addr = p as u64;
     // The stack of a release is kept for use-after-free and double-free reports; without
     // it (fast mode's default) only a release that is itself an error needs one.
     let keep = FREE_STACKS.load(Ordering::Relaxed);
-    let stack = if keep || !table::lock(p as u64).contains(p as u64) {
-        stacks::current()
-    } else {
-        0
-    };
-    let addr = p as u64;
+    let stack = if keep { stacks::current() } else { 0 };
     let mut shard = table::lock(addr);
-    match shard.remove(addr) {
-        Some(meta) => {
-            let mut rec = [0u8; wire::FREE_LEN];
-            let mut w = wire::PayloadWriter::new(&mut rec);
-            w.u32(process::pid());
-            w.u32(tid());
-            w.u64(addr);
-            w.u32(stack);
-            w.u8(f);
-            w.u8(meta.family);
-            w.u16(if meta.family != fam {
-                wire::FREE_MISMATCHED
-            } else {
-                0
-            });
-            w.u64(sys::coarse_ns());
-            ring::emit(kind::FREE, &[&rec]);
-            Some((meta, stack))
-        }
-        None => {
-            let mut rec = [0u8; wire::BAD_FREE_LEN];
-            let mut w = wire::PayloadWriter::new(&mut rec);
-            w.u32(process::pid());
-            w.u32(tid());
-            w.u64(addr);
-            w.u32(stack);
-            w.u8(f);
-            w.u8(fam);
-            w.u16(0);
-            w.u64(sys::coarse_ns());
-            ring::emit(kind::BAD_FREE, &[&rec]);
-            None
-        }
+    if let Some(meta) = shard.remove(addr) {
+        let mut rec = [0u8; wire::FREE_LEN];
+        let mut w = wire::PayloadWriter::new(&mut rec);
+        w.u32(process::pid());
+        w.u32(tid());
+        w.u64(addr);
+        w.u32(stack);
+        w.u8(f);
+        w.u8(meta.family);
+        w.u16(if meta.family != fam {
+            wire::FREE_MISMATCHED
+        } else {
+            0
+        });
+        w.u64(sys::coarse_ns());
+        ring::emit(kind::FREE, &[&rec]);
+        return Some((meta, stack));
     }
+    drop(shard);
+    // Not ours: report it, with the stack of the call (unwound outside the lock).
+    let stack = if keep { stack } else { stacks::current() };
+    let mut rec = [0u8; wire::BAD_FREE_LEN];
+    let mut w = wire::PayloadWriter::new(&mut rec);
+    w.u32(process::pid());
+    w.u32(tid());
+    w.u64(addr);
+    w.u32(stack);
+    w.u8(f);
+    w.u8(fam);
+    w.u16(0);
+    w.u64(sys::coarse_ns());
+    let _shard = table::lock(addr); // ordered with allocations of the same address
+    ring::emit(kind::BAD_FREE, &[&rec]);
+    None
 }
 
 /// Reports overwritten canary bytes around a block (at its free, or at exit: stack 0).

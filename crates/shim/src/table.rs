@@ -145,10 +145,6 @@ impl ShardGuard {
         }
     }
 
-    pub fn contains(&mut self, addr: u64) -> bool {
-        self.get(addr).is_some()
-    }
-
     pub fn get(&mut self, addr: u64) -> Option<BlockMeta> {
         let d = self.data();
         if d.cap == 0 || addr <= TOMB {

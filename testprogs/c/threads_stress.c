@@ -10,13 +10,16 @@
  * valgrind 3.19 memcheck: "48 bytes in 1 blocks are definitely lost ... worker
  * (threads_stress.c:32)"; total heap usage 1,600,0xx allocs. Natively: prints
  * "checksum 1600000", exits 0.
+ *
+ * An optional argument replaces the 200,000 rounds per thread (the loop test of
+ * tests/reliability.rs runs it 50 times with fewer); the leak needs at least 778.
  */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #define THREADS 8
-#define ROUNDS 200000
+static long ROUNDS = 200000;
 
 static void *worker(void *arg)
 {
@@ -37,8 +40,10 @@ static void *worker(void *arg)
     return (void *)checksum;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    if (argc > 1)
+        ROUNDS = atol(argv[1]);
     pthread_t threads[THREADS];
     long total = 0;
     for (long i = 0; i < THREADS; i++)

@@ -20,6 +20,7 @@ use crate::report::{
     Warning, SCHEMA,
 };
 use crate::symbolize::{ModuleRef, SymbolizedFrame, Symbolizer};
+use crate::timeline::TimelineBuilder;
 use crate::wire;
 
 mod faults;
@@ -167,6 +168,8 @@ struct Image {
     /// The image announced an exec that has not failed: if it ends without exiting, it was
     /// replaced, not killed.
     exec_pending: bool,
+    /// Bytes in use over time, for the report's `timeline`.
+    timeline: TimelineBuilder,
 }
 
 impl Image {
@@ -191,6 +194,7 @@ impl Image {
             unknown_frees: 0,
             guard: None,
             exec_pending: false,
+            timeline: TimelineBuilder::starting_at(0),
         }
     }
 
@@ -299,6 +303,8 @@ pub struct Analyzer {
     errors: Vec<PendingError>,
     error_index: HashMap<ErrorKey, usize>,
     warnings: Vec<Warning>,
+    /// The first non-zero event time: the origin of every timeline.
+    time_origin: Option<u64>,
 }
 
 impl Default for Analyzer {
@@ -324,6 +330,7 @@ impl Analyzer {
             errors: Vec::new(),
             error_index: HashMap::new(),
             warnings: Vec::new(),
+            time_origin: None,
         }
     }
 
@@ -396,8 +403,13 @@ impl Analyzer {
             Event::Alloc(a) => {
                 let img = self.image_for(a.pid);
                 self.allocate(img, a.addr, a.size, a.stack, a.func);
+                self.sample_timeline(img, a.time);
             }
-            Event::Free(f) => self.free(f),
+            Event::Free(f) => {
+                self.free(f);
+                let img = self.image_for(f.pid);
+                self.sample_timeline(img, f.time);
+            }
             Event::Realloc(r) => {
                 let img = self.image_for(r.pid);
                 // realloc(p, 0) that returned NULL freed p; a NULL result with a size is
@@ -409,6 +421,7 @@ impl Analyzer {
                 if r.new != 0 {
                     self.allocate(img, r.new, r.size, r.stack, r.func);
                 }
+                self.sample_timeline(img, r.time);
             }
             Event::BadFree(b) => self.bad_free(b),
             Event::LeakBlocks(l) => {
@@ -450,6 +463,15 @@ impl Analyzer {
                     .merge(&stats);
             }
         }
+    }
+
+    /// Samples `img`'s bytes in use after an event at `time` (the shim's clock, ns).
+    fn sample_timeline(&mut self, img: usize, time: u64) {
+        if time != 0 && self.time_origin.is_none() {
+            self.time_origin = Some(time);
+        }
+        let t = time.saturating_sub(self.time_origin.unwrap_or(time));
+        self.images[img].timeline.sample(t);
     }
 
     /// The current image of `pid`, created if the trace never announced it.
@@ -496,9 +518,16 @@ impl Analyzer {
                 });
             }
         }
-        let mut image = Image::new(s.pid, s.ppid, s.exe.clone(), start);
+        // A forked child names its parent in the fork token: getppid() at its start may
+        // already be fencepost (the subreaper) if the parent exited first (double fork).
+        let ppid = if start == ProcessStartKind::Fork && s.token >> 32 != 0 {
+            (s.token >> 32) as u32
+        } else {
+            s.ppid
+        };
+        let mut image = Image::new(s.pid, ppid, s.exe.clone(), start);
         if start == ProcessStartKind::Fork {
-            match self.take_snapshot(s.ppid, s.token) {
+            match self.take_snapshot(ppid, s.token) {
                 Some(snap) => {
                     image.parent = Some(snap.image);
                     image.loaded = snap.loaded;
@@ -509,6 +538,7 @@ impl Analyzer {
                         .values()
                         .fold(0u64, |sum, b| sum.saturating_add(b.size));
                     image.live = snap.live;
+                    image.timeline = TimelineBuilder::starting_at(image.bytes_allocated);
                 }
                 None => self.warnings.push(Warning {
                     pid: Some(s.pid),
@@ -596,11 +626,9 @@ impl Analyzer {
         image.bytes_allocated = image.bytes_allocated.saturating_add(size);
         self.freed.forget(img, addr);
         let image = &mut self.images[img];
-        if image
-            .live
-            .insert(addr, Block { size, stack, func })
-            .is_some()
-        {
+        image.timeline.add(size);
+        if let Some(old) = image.live.insert(addr, Block { size, stack, func }) {
+            image.timeline.sub(old.size);
             // The old block's free was never seen: count it freed to keep the balance.
             image.frees += 1;
             image.unknown_frees += 1;
@@ -612,6 +640,7 @@ impl Analyzer {
         let image = &mut self.images[img];
         let block = image.live.remove(&addr)?;
         image.frees += 1;
+        image.timeline.sub(block.size);
         self.freed.remember(
             img,
             addr,
@@ -974,6 +1003,12 @@ impl Analyzer {
             warnings: all_warnings,
             suppressed: Vec::new(),
             baseline: None,
+            timeline: self
+                .images
+                .iter()
+                .enumerate()
+                .filter_map(|(i, image)| image.timeline.finish(i, image.pid))
+                .collect(),
         };
         crate::fingerprint::assign(&mut report);
         report
@@ -1088,7 +1123,15 @@ impl<S: SymbolSource> StackResolver<'_, S> {
 fn is_below_main(function: Option<&str>) -> bool {
     matches!(
         function,
-        Some("__libc_start_call_main" | "__libc_start_main" | "__libc_start_main_impl" | "_start")
+        Some(
+            "__libc_start_call_main"
+                | "__libc_start_main"
+                | "__libc_start_main_impl"
+                | "_start"
+                // The shim's own caller of `main` (it interposes `__libc_start_main`), seen
+                // when the program has no `main` symbol (stripped).
+                | "fencepost_shim::process::main_trampoline"
+        )
     )
 }
 

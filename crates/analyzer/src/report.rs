@@ -34,6 +34,10 @@ pub struct Report {
     /// counted as errors); omitted without a baseline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline: Option<crate::baseline::BaselineOutcome>,
+    /// Heap bytes in use over time, one downsampled curve per process image that allocated
+    /// (see [`crate::timeline`]); omitted when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timeline: Vec<crate::timeline::ProcessTimeline>,
 }
 
 /// `{"code": N}` or `{"signal": N}`.

@@ -34,6 +34,9 @@ pub struct TextOptions {
     pub num_callers: usize,
     /// `--gen-suppressions=all`: a suppression block after each error and shown loss record.
     pub gen_suppressions: bool,
+    /// `--explain`: a plain explanation of the kind after each error and shown loss record
+    /// ([`crate::explain`]).
+    pub explain: bool,
 }
 
 impl Default for TextOptions {
@@ -44,6 +47,7 @@ impl Default for TextOptions {
             errors_for_leak_kinds: vec![LeakKind::Definite, LeakKind::Possible],
             num_callers: 0,
             gen_suppressions: false,
+            explain: false,
         }
     }
 }
@@ -78,6 +82,9 @@ pub fn render_text(report: &Report, opts: &TextOptions) -> String {
             for error in report.errors.iter().filter(|e| e.pid == process.pid) {
                 out.push('\n');
                 render_error(&mut out, error, opts.num_callers);
+                if opts.explain {
+                    out.push_str(&crate::explain::as_text(&crate::explain::error(error.kind)));
+                }
                 if opts.gen_suppressions {
                     out.push_str(&crate::suppress::generate_for_error(error));
                 }
@@ -122,6 +129,14 @@ pub fn render_text(report: &Report, opts: &TextOptions) -> String {
         }
     }
 
+    let notes = crate::explain::modules_without_debug_info(shown_frames(report, opts));
+    if !notes.is_empty() {
+        out.push('\n');
+        for module in notes {
+            let _ = writeln!(out, "{}", crate::explain::no_debug_info_note(&module));
+        }
+    }
+
     let leak_kinds: &[LeakKind] = if opts.leak_check == LeakCheck::No {
         &[]
     } else {
@@ -145,6 +160,31 @@ pub fn render_text(report: &Report, opts: &TextOptions) -> String {
         plural(contexts as u64, "context", "contexts"),
     );
     out
+}
+
+/// The frames the text report prints: every error's stacks, and the loss records of the
+/// shown kinds, each cut at `num_callers`.
+fn shown_frames<'a>(report: &'a Report, opts: &'a TextOptions) -> impl Iterator<Item = &'a Frame> {
+    let limit = if opts.num_callers == 0 {
+        usize::MAX
+    } else {
+        opts.num_callers
+    };
+    let errors = report.errors.iter().flat_map(move |e| {
+        e.stack
+            .iter()
+            .take(limit)
+            .chain(e.alloc_stack.iter().flat_map(move |s| s.iter().take(limit)))
+            .chain(e.free_stack.iter().flat_map(move |s| s.iter().take(limit)))
+    });
+    let leaks = report
+        .leaks
+        .iter()
+        .filter(move |l| {
+            opts.leak_check == LeakCheck::Full && opts.show_leak_kinds.contains(&l.kind)
+        })
+        .flat_map(move |l| l.stack.iter().take(limit));
+    errors.chain(leaks)
 }
 
 /// Findings carry a pid, not an image: a pid that exec'd has several images, and its findings
@@ -369,6 +409,9 @@ fn render_process_leaks(
                 n
             );
             render_stack(out, &r.stack, opts.num_callers);
+            if opts.explain {
+                out.push_str(&crate::explain::as_text(&crate::explain::leak(r.kind)));
+            }
             if opts.gen_suppressions {
                 out.push_str(&crate::suppress::generate_for_leak(r));
             }

@@ -146,6 +146,13 @@ struct ReportArgs {
     /// One GitHub Actions `::error file=…,line=…::` line per finding, on stderr.
     #[arg(long)]
     github_annotations: bool,
+    /// Write a self-contained HTML report to FILE (docs/html-report.md).
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
+    /// After each error and loss record of the text report, explain what it means, its
+    /// usual cause and how to fix it.
+    #[arg(long)]
+    explain: bool,
     /// memcheck's text format and XML (crates/cli/src/valgrind_args.rs).
     #[command(flatten)]
     memcheck: valgrind_args::MemcheckArgs,
@@ -311,6 +318,14 @@ fn text_options(r: &ReportArgs) -> TextOptions {
         errors_for_leak_kinds: r.errors_for_leak_kinds.0.clone(),
         num_callers: r.num_callers as usize,
         gen_suppressions: r.gen_suppressions != "no",
+        explain: r.explain,
+    }
+}
+
+fn html_options(r: &ReportArgs) -> fencepost_analyzer::HtmlOptions {
+    fencepost_analyzer::HtmlOptions {
+        num_callers: r.num_callers as usize,
+        ..Default::default()
     }
 }
 
@@ -409,6 +424,15 @@ fn emit(rep: &Report, args: &ReportArgs, program_code: i32) -> ExitCode {
     }
     if let Err(e) = findings::write_sarif_and_annotations(rep, args) {
         return fail(e);
+    }
+    if let Some(path) = &args.html {
+        let html = fencepost_analyzer::render_html(rep, &html_options(args));
+        if let Err(e) = std::fs::write(path, html) {
+            return fail(format!(
+                "cannot write the HTML report '{}': {e}",
+                path.display()
+            ));
+        }
     }
     // With --leak-check=no, leaks are not looked at, so they are not errors either.
     let leak_errors: &[LeakKind] = match args.leak_check {

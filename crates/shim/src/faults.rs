@@ -80,72 +80,7 @@ pub fn install() {
         }
     }
     INSTALLED.store(true, Ordering::Release);
-    ensure_altstack();
-}
-
-/// An alternate signal stack for this thread, so that a stack overflow can still be
-/// reported. Made once per thread, from the shim's arena; released at thread exit.
-pub fn ensure_altstack() {
-    const LEN: usize = 64 * 1024;
-    // SAFETY: querying and setting this thread's alternate stack; the memory is ours.
-    unsafe {
-        let mut cur: libc::stack_t = core::mem::zeroed();
-        if libc::sigaltstack(core::ptr::null(), &mut cur) != 0
-            || cur.ss_flags & libc::SS_DISABLE == 0
-        {
-            return; // the program has its own, or we cannot tell
-        }
-        let mem = crate::arena::alloc(LEN);
-        if mem.is_null() {
-            return;
-        }
-        let st = libc::stack_t {
-            ss_sp: mem as *mut c_void,
-            ss_flags: 0,
-            ss_size: LEN,
-        };
-        if libc::sigaltstack(&st, core::ptr::null_mut()) != 0 {
-            crate::arena::free(mem, LEN);
-            return;
-        }
-        let key = altstack_key();
-        if key != u32::MAX {
-            libc::pthread_setspecific(key, mem as *const c_void);
-        }
-    }
-}
-
-static ALTSTACK_KEY: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(u32::MAX);
-static ALTSTACK_KEY_LOCK: SpinLock = SpinLock::new();
-
-fn altstack_key() -> u32 {
-    let k = ALTSTACK_KEY.load(Ordering::Acquire);
-    if k != u32::MAX {
-        return k;
-    }
-    ALTSTACK_KEY_LOCK.lock();
-    let mut k = ALTSTACK_KEY.load(Ordering::Acquire);
-    if k == u32::MAX {
-        let mut key: libc::pthread_key_t = 0;
-        // SAFETY: creating a key whose destructor only calls sigaltstack and arena::free.
-        if unsafe { libc::pthread_key_create(&mut key, Some(free_altstack)) } == 0 {
-            k = key;
-            ALTSTACK_KEY.store(k, Ordering::Release);
-        }
-    }
-    ALTSTACK_KEY_LOCK.unlock();
-    k
-}
-
-unsafe extern "C" fn free_altstack(mem: *mut c_void) {
-    let st = libc::stack_t {
-        ss_sp: core::ptr::null_mut(),
-        ss_flags: libc::SS_DISABLE,
-        ss_size: 0,
-    };
-    // SAFETY: this thread is exiting; its alternate stack is no longer in use.
-    libc::sigaltstack(&st, core::ptr::null_mut());
-    crate::arena::free(mem as *mut u8, 64 * 1024);
+    crate::threads::on_first_entry();
 }
 
 // ---- the program's sigaction, recorded ----

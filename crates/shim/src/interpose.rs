@@ -66,8 +66,18 @@ pub fn tid() -> u32 {
     }
     let v = sys::gettid();
     TID.with(|t| t.set(v));
-    crate::faults::ensure_altstack();
+    crate::threads::on_first_entry();
     v
+}
+
+/// Zeroes a record buffer that held a block's address. The shim's frames run on the
+/// program's stack; what they leave behind lands in the uninitialised slots of later frames,
+/// and at exit a stale copy of a block's address on a live frame would make a lost block
+/// look reachable (memcheck's allocator runs on its own stack and leaves nothing behind).
+#[inline(always)]
+fn scrub<const N: usize>(rec: &mut [u8; N]) {
+    rec.fill(0);
+    core::hint::black_box(rec);
 }
 
 /// One allocation as the program asked for it.
@@ -220,6 +230,7 @@ fn record_alloc(p: *mut c_void, size: usize, f: u8, fam: u8, stack: u32, place: 
     w.u16(0);
     w.u64(sys::coarse_ns());
     ring::emit(kind::ALLOC, &[&rec]);
+    scrub(&mut rec);
 }
 
 /// Removes a block being released by `f` (of family `fam`) from the table and records it.
@@ -248,6 +259,8 @@ fn record_release(p: *mut c_void, f: u8, fam: u8) -> Option<(BlockMeta, u32)> {
         });
         w.u64(sys::coarse_ns());
         ring::emit(kind::FREE, &[&rec]);
+        scrub(&mut rec);
+        scrub(&mut rec);
         return Some((meta, stack));
     }
     drop(shard);
@@ -265,6 +278,7 @@ fn record_release(p: *mut c_void, f: u8, fam: u8) -> Option<(BlockMeta, u32)> {
     w.u64(sys::coarse_ns());
     let _shard = table::lock(addr); // ordered with allocations of the same address
     ring::emit(kind::BAD_FREE, &[&rec]);
+    scrub(&mut rec);
     None
 }
 
@@ -311,8 +325,7 @@ fn release_block(p: *mut c_void, meta: &BlockMeta, f: u8, stack: u32) {
         table::PLACE_PACKED => unsafe {
             __libc_free((p as *mut u8).sub(guard::REDZONE) as *mut c_void)
         },
-        // SAFETY: the table says glibc handed out `p` and it was live until now.
-        _ => unsafe { __libc_free(p) },
+        _ => fast_quarantine::push(p, meta.size.max(1)),
     }
 }
 
@@ -686,3 +699,98 @@ operator_delete! {
     _ZdlPvSt11align_val_tRKSt9nothrow_t(_al: usize, _nt: *const c_void) => func::DELETE, family::NEW;
     _ZdaPvSt11align_val_tRKSt9nothrow_t(_al: usize, _nt: *const c_void) => func::DELETE_ARRAY, family::NEW_ARRAY;
 }
+
+/// Fast mode's quarantine: freed glibc blocks wait here before glibc may reuse them, as
+/// memcheck's freed blocks do (`--freelist-vol`, 20 MB). Without it a new block often lands
+/// where a dangling pointer still points, and a leak looks reachable.
+mod fast_quarantine {
+    use crate::arena;
+    use crate::sys::{__libc_free, SpinLock};
+    use core::cell::UnsafeCell;
+    use core::ffi::c_void;
+
+    const MAX_BYTES: u64 = 20 << 20;
+    const MAX_BLOCKS: usize = 1 << 16;
+
+    struct Fifo {
+        lock: SpinLock,
+        inner: UnsafeCell<Inner>,
+    }
+    struct Inner {
+        slots: *mut (usize, u64),
+        head: usize,
+        len: usize,
+        bytes: u64,
+    }
+    // SAFETY: `inner` is only touched with `lock` held.
+    unsafe impl Sync for Fifo {}
+
+    static FIFO: Fifo = Fifo {
+        lock: SpinLock::new(),
+        inner: UnsafeCell::new(Inner {
+            slots: core::ptr::null_mut(),
+            head: 0,
+            len: 0,
+            bytes: 0,
+        }),
+    };
+
+    /// Takes a freed glibc block; hands the oldest ones back to glibc past the volume (20 MB)
+    /// or the count (65,536 blocks), whichever comes first.
+    pub fn push(p: *mut c_void, size: u64) {
+        FIFO.lock.lock();
+        // SAFETY: we hold the lock.
+        let q = unsafe { &mut *FIFO.inner.get() };
+        if q.slots.is_null() {
+            q.slots = arena::alloc(MAX_BLOCKS * 16) as *mut (usize, u64);
+            if q.slots.is_null() {
+                FIFO.lock.unlock();
+                // SAFETY: a glibc block whose release was recorded.
+                unsafe { __libc_free(p) };
+                return;
+            }
+        }
+        let mut release = [core::ptr::null_mut::<c_void>(); 8];
+        let mut n = 0;
+        while (q.len == MAX_BLOCKS || q.bytes + size > MAX_BYTES) && q.len > 0 && n < release.len()
+        {
+            // SAFETY: head < MAX_BLOCKS, inside the slots array.
+            let (old, old_size) = unsafe { *q.slots.add(q.head) };
+            q.head = (q.head + 1) % MAX_BLOCKS;
+            q.len -= 1;
+            q.bytes -= old_size;
+            release[n] = old as *mut c_void;
+            n += 1;
+        }
+        if q.len < MAX_BLOCKS {
+            // SAFETY: the index is below MAX_BLOCKS.
+            unsafe { *q.slots.add((q.head + q.len) % MAX_BLOCKS) = (p as usize, size) };
+            q.len += 1;
+            q.bytes += size;
+        } else {
+            release[n.min(release.len() - 1)] = p;
+            n = (n + 1).min(release.len());
+        }
+        FIFO.lock.unlock();
+        for &old in &release[..n] {
+            // SAFETY: blocks glibc handed out, released once, out of the quarantine now.
+            unsafe { __libc_free(old) };
+        }
+    }
+
+    /// Fork support.
+    pub fn lock() {
+        FIFO.lock.lock();
+    }
+    pub fn unlock() {
+        FIFO.lock.unlock();
+    }
+    pub fn force_unlock() {
+        FIFO.lock.force_unlock();
+    }
+}
+
+pub use fast_quarantine::{
+    force_unlock as fast_quarantine_force_unlock, lock as fast_quarantine_lock,
+    unlock as fast_quarantine_unlock,
+};

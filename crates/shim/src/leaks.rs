@@ -189,15 +189,28 @@ fn read_self(at: usize, out: &mut [u64]) -> usize {
 }
 
 /// Calls `f(scan, word)` for every aligned 8-byte word of `[lo, hi)`.
-fn scan_words(scan: &mut Scan, lo: usize, hi: usize, mut f: impl FnMut(&mut Scan, u64)) {
-    let mut at = (lo + 7) & !7;
+///
+/// `from_start`: step in 8s from `lo` itself, not from the next 8-aligned address. A heap
+/// block may start at any address (natural alignment), and the pointers in it sit at
+/// 8-byte offsets from its start (`struct { char *name; ...; char tail[]; }` in a
+/// 19-byte block); memory of the program's own (data, stacks) is scanned 8-aligned.
+fn scan_words(
+    scan: &mut Scan,
+    lo: usize,
+    hi: usize,
+    from_start: bool,
+    mut f: impl FnMut(&mut Scan, u64),
+) {
+    let mut at = if from_start { lo } else { (lo + 7) & !7 };
     while at + 8 <= hi {
         let want = ((hi - at) & !7).min(BUF_LEN);
         // SAFETY: `buf` is BUF_LEN bytes of arena memory that only this function uses.
         let words = unsafe { core::slice::from_raw_parts_mut(scan.buf as *mut u64, want / 8) };
         let got = read_self(at, words);
         if got == 0 {
-            at = (at + 4096) & !4095; // unreadable page: skip it
+            // Unreadable page: skip it, keeping the stride.
+            let next = (at + 4096) & !4095;
+            at += (next - at).div_ceil(8) * 8;
             continue;
         }
         for k in 0..got / 8 {
@@ -270,6 +283,7 @@ fn drain(scan: &mut Scan, top: &mut usize) {
             scan,
             b.addr as usize,
             (b.addr + b.meta.size) as usize,
+            true,
             |scan, w| push(scan, &mut local_top, w, definite),
         );
         *top = local_top;
@@ -297,6 +311,9 @@ fn mark_from_roots(scan: &mut Scan) {
         if heap || is_arena_start(lo) {
             return; // glibc's heap: its blocks are reached through the marking
         }
+        if crate::threads::is_dead_stack(lo, hi) {
+            return; // an exited thread's stack, kept by glibc for reuse: stale
+        }
         if nroots < MAX_ROOTS {
             roots[nroots] = (lo, hi);
             nroots += 1;
@@ -304,13 +321,6 @@ fn mark_from_roots(scan: &mut Scan) {
     });
     for &(lo, hi) in &roots[..nroots] {
         if skip.iter().any(|&(a, b)| a < b && lo < b && a < hi) {
-            continue;
-        }
-        // A mapping that holds heap blocks is the heap: its blocks are reached through the
-        // marking; its free space must not count as a root.
-        let blocks = scan.blocks();
-        let j = blocks.partition_point(|x| (x.addr as usize) < lo);
-        if j < blocks.len() && (blocks[j].addr as usize) < hi {
             continue;
         }
         // The current thread's stack: only the live part, above the shim's own frames, and
@@ -325,9 +335,29 @@ fn mark_from_roots(scan: &mut Scan) {
         } else {
             lo
         };
-        scan_words(scan, lo, hi, |scan, w| {
-            push(scan, &mut top, w, true);
-        });
+        // Blocks inside the mapping (glibc's own mmap'd big blocks; the kernel may merge
+        // their mapping with a neighbour such as another allocator's arena) are not roots:
+        // they are reached through the marking. Scan the gaps between them.
+        let mut at = lo;
+        loop {
+            let blocks = scan.blocks();
+            let j = blocks.partition_point(|x| (x.addr as usize) < at);
+            let (gap_end, next) = match blocks.get(j) {
+                Some(b) if (b.addr as usize) < hi => {
+                    (b.addr as usize, (b.addr + b.meta.size.max(1)) as usize)
+                }
+                _ => (hi, hi),
+            };
+            if gap_end > at {
+                scan_words(scan, at, gap_end, false, |scan, w| {
+                    push(scan, &mut top, w, true);
+                });
+            }
+            if next >= hi {
+                break;
+            }
+            at = next;
+        }
         drain(scan, &mut top);
     }
 }
@@ -358,6 +388,7 @@ fn mark_cliques(scan: &mut Scan) {
                 scan,
                 b.addr as usize,
                 (b.addr + b.meta.size) as usize,
+                true,
                 |scan, w| {
                     let Some(j) = scan.find(w) else { return };
                     if j == leader || scan.state()[j] != UNREACHED {

@@ -24,4 +24,5 @@ mod ring;
 mod stacks;
 mod sys;
 mod table;
+mod threads;
 mod unwind;

@@ -449,6 +449,7 @@ extern "C" fn fork_prepare() {
     modules::lock();
     table::lock_all();
     guard::lock();
+    crate::interpose::fast_quarantine_lock();
     arena::lock();
     let token =
         ((pid() as u64) << 32) | (FORK_COUNTER.fetch_add(1, Ordering::Relaxed) & 0xffff_ffff);
@@ -468,6 +469,7 @@ extern "C" fn fork_parent() {
         return;
     }
     arena::unlock();
+    crate::interpose::fast_quarantine_unlock();
     guard::unlock();
     table::unlock_all();
     modules::unlock();
@@ -476,10 +478,12 @@ extern "C" fn fork_parent() {
 extern "C" fn fork_child() {
     PID.store(sys::getpid(), Ordering::Relaxed);
     crate::interpose::reset_thread_after_fork();
+    crate::threads::after_fork_in_child();
     if !ring::recording() {
         return;
     }
     arena::force_unlock();
+    crate::interpose::fast_quarantine_force_unlock();
     guard::force_unlock();
     table::reset_locks_after_fork();
     modules::force_unlock();

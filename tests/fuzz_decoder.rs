@@ -1,0 +1,125 @@
+//! The trace decoder on hostile input, in the test suite: a few seconds of seeded
+//! mutations (xorshift) of the real traces in fuzz/corpus/trace/ and of random bytes,
+//! through `decode::decode_record` and `Analyzer::feed_trace`. Neither may panic. The long
+//! run is `cargo +nightly fuzz run trace` (fuzz/), or this loop for longer:
+//! `FUZZ_SECONDS=600 cargo test --release --test fuzz_decoder -- --ignored`.
+
+use std::time::{Duration, Instant};
+
+use fencepost_analyzer::{decode, wire, Analyzer};
+
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+fn corpus() -> Vec<Vec<u8>> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/trace");
+    let mut files: Vec<Vec<u8>> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+        .map(|e| std::fs::read(e.path()).unwrap())
+        .collect();
+    assert!(!files.is_empty(), "no seed traces in {}", dir.display());
+    files.sort();
+    files
+}
+
+/// One mutation: flip bytes, overwrite with interesting values, truncate, splice, or
+/// duplicate a range.
+fn mutate(rng: &mut XorShift, input: &[u8], other: &[u8]) -> Vec<u8> {
+    let mut v = input.to_vec();
+    for _ in 0..1 + rng.below(8) {
+        if v.is_empty() {
+            v.extend_from_slice(&rng.next().to_le_bytes());
+            continue;
+        }
+        let at = rng.below(v.len());
+        match rng.below(6) {
+            0 => v[at] ^= 1 << rng.below(8),
+            1 => {
+                let vals: [u64; 6] = [0, 1, u32::MAX as u64, u64::MAX, 0x8000_0000, 7];
+                let val = vals[rng.below(vals.len())].to_le_bytes();
+                let n = (1 << rng.below(4)).min(v.len() - at);
+                v[at..at + n].copy_from_slice(&val[..n]);
+            }
+            2 => v.truncate(at),
+            3 if !other.is_empty() => {
+                let from = rng.below(other.len());
+                let n = rng.below(256).min(other.len() - from);
+                v.splice(at..at, other[from..from + n].iter().copied());
+            }
+            4 => {
+                let n = rng.below(64).min(v.len() - at);
+                let chunk = v[at..at + n].to_vec();
+                v.splice(at..at, chunk);
+            }
+            _ => v[at] = rng.next() as u8,
+        }
+    }
+    v
+}
+
+fn exercise(data: &[u8]) {
+    let _ = decode::decode_record(data, 0);
+    if data.len() > wire::TRACE_HEADER_LEN {
+        let _ = decode::decode_record(&data[wire::TRACE_HEADER_LEN..], 16);
+    }
+    let _ = Analyzer::default().feed_trace(data);
+}
+
+fn fuzz_for(duration: Duration, seed: u64) -> u64 {
+    let seeds = corpus();
+    let mut rng = XorShift(seed);
+    let start = Instant::now();
+    let mut cases = 0;
+    while start.elapsed() < duration {
+        let input = &seeds[rng.below(seeds.len())];
+        let other = &seeds[rng.below(seeds.len())];
+        let data = if rng.below(10) == 0 {
+            (0..rng.below(512)).map(|_| rng.next() as u8).collect()
+        } else {
+            mutate(&mut rng, input, other)
+        };
+        exercise(&data);
+        cases += 1;
+    }
+    cases
+}
+
+#[test]
+fn seed_traces_decode_cleanly() {
+    for trace in corpus() {
+        Analyzer::default()
+            .feed_trace(&trace)
+            .expect("a real trace decodes");
+    }
+}
+
+#[test]
+fn mutated_traces_never_panic_short() {
+    let cases = fuzz_for(Duration::from_secs(3), 0x5eed_f00d);
+    assert!(cases > 100, "only {cases} cases ran");
+}
+
+#[test]
+#[ignore]
+fn mutated_traces_never_panic_long() {
+    let secs = std::env::var("FUZZ_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(600);
+    let cases = fuzz_for(Duration::from_secs(secs), 0x1234_5678_9abc_def1);
+    eprintln!("{cases} cases in {secs} s");
+}

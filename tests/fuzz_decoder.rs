@@ -123,3 +123,53 @@ fn mutated_traces_never_panic_long() {
     let cases = fuzz_for(Duration::from_secs(secs), 0x1234_5678_9abc_def1);
     eprintln!("{cases} cases in {secs} s");
 }
+
+// ---- the suppression parser ----
+
+/// Seeds: memcheck's block shapes, LSan lines, the built-in file.
+fn supp_corpus() -> Vec<Vec<u8>> {
+    let blocks = [
+        "{\n   leak-one\n   Memcheck:Leak\n   match-leak-kinds: definite,possible\n   fun:malloc\n   fun:make_node\n   ...\n   obj:/usr/lib/x86_64-linux-gnu/libc.so.6\n   src:list.c:26\n}\n",
+        "{\n   <insert_a_suppression_name_here>\n   Memcheck:Addr4\n   fun:_Z4fillPi\n   fun:ma?n\n}\n{\n   free\n   Memcheck:Free\n   fun:free\n   fun:*\n}\n",
+        "leak:libfoo.so\nleak:make_*\n# comment\n\nleak:src/x.c\n",
+        fencepost_analyzer::suppress::DEFAULT_SUPPRESSIONS,
+    ];
+    blocks.iter().map(|b| b.as_bytes().to_vec()).collect()
+}
+
+fn fuzz_suppressions_for(duration: Duration, seed: u64) -> u64 {
+    let seeds = supp_corpus();
+    let mut rng = XorShift(seed);
+    let start = Instant::now();
+    let mut cases = 0u64;
+    while start.elapsed() < duration {
+        let a = &seeds[rng.below(seeds.len())];
+        let b = &seeds[rng.below(seeds.len())];
+        let input = mutate(&mut rng, a, b);
+        let text = String::from_utf8_lossy(&input);
+        let _ = fencepost_analyzer::suppress::SuppressionSet::parse(&text, "fuzz");
+        cases += 1;
+    }
+    cases
+}
+
+#[test]
+fn mutated_suppression_files_never_panic_short() {
+    for seed in supp_corpus() {
+        let text = String::from_utf8(seed).expect("utf-8 seed");
+        fencepost_analyzer::suppress::SuppressionSet::parse(&text, "seed").expect("a seed parses");
+    }
+    let cases = fuzz_suppressions_for(Duration::from_secs(2), 0x5eed_5abb);
+    assert!(cases > 100, "only {cases} cases ran");
+}
+
+#[test]
+#[ignore]
+fn mutated_suppression_files_never_panic_long() {
+    let secs = std::env::var("FUZZ_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(600);
+    let cases = fuzz_suppressions_for(Duration::from_secs(secs), 0x0dd_5eed_0001);
+    eprintln!("{cases} cases in {secs} s");
+}

@@ -248,7 +248,9 @@ fn one_line(text: &str) -> String {
     text.lines()
         .take_while(|l| !l.starts_with("Usage:"))
         .map(|l| l.trim())
-        .filter(|l| !l.is_empty() && !l.starts_with("tip:"))
+        .filter(|l| {
+            !l.is_empty() && !l.starts_with("tip:") && !l.starts_with("For more information")
+        })
         .collect::<Vec<_>>()
         .join(" ")
         .trim_start_matches("error: ")

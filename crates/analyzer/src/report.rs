@@ -232,6 +232,19 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Every kind, in the order of the enum.
+    pub const ALL: [ErrorKind; 9] = [
+        ErrorKind::DoubleFree,
+        ErrorKind::InvalidFree,
+        ErrorKind::MismatchedFree,
+        ErrorKind::HeapBufferOverflow,
+        ErrorKind::HeapBufferUnderflow,
+        ErrorKind::UseAfterFree,
+        ErrorKind::InvalidAccess,
+        ErrorKind::MisalignedAccess,
+        ErrorKind::FatalSignal,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorKind::DoubleFree => "double-free",

@@ -695,20 +695,7 @@ fn parse_valgrind(text: &str, file: &str) -> Result<SuppressionSet, SuppressionE
 }
 
 fn fencepost_kind(name: &str) -> Option<ErrorKind> {
-    use ErrorKind::*;
-    [
-        DoubleFree,
-        InvalidFree,
-        MismatchedFree,
-        HeapBufferOverflow,
-        HeapBufferUnderflow,
-        UseAfterFree,
-        InvalidAccess,
-        MisalignedAccess,
-        FatalSignal,
-    ]
-    .into_iter()
-    .find(|k| k.as_str() == name)
+    ErrorKind::ALL.into_iter().find(|k| k.as_str() == name)
 }
 
 /// Suppression types of the sanitizers' common format that are not LSan's: accepted (a

@@ -26,6 +26,7 @@ import difflib
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -88,6 +89,14 @@ def generate():
         template = f.read()
     out = []
     with tempfile.TemporaryDirectory(prefix="fencepost-tutorial-") as scratch:
+        # Run fencepost (and so the shim, whose path the dynamic loader copies to the heap)
+        # from the scratch directory: the heap totals must not depend on where the
+        # checkout is.
+        bindir = os.path.join(scratch, "bin")
+        os.mkdir(bindir)
+        for f in (fencepost, os.path.join(os.path.dirname(fencepost), "libfencepost_shim.so")):
+            shutil.copy2(f, bindir)
+        fencepost = os.path.join(bindir, "fencepost")
         for line in template.splitlines(keepends=True):
             m = re.fullmatch(r"@@(SOURCE|RUN) (.+)@@\n?", line)
             if not m:

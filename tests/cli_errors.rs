@@ -350,3 +350,32 @@ fn missing_shim_named_by_fencepost_shim_is_one_line() {
     );
     run.assert_one_line_error(&["FENCEPOST_SHIM", missing]);
 }
+
+#[test]
+fn an_unwritable_report_file_is_refused_before_the_program_runs() {
+    // valgrind checks its log file before starting the program; so do we, for every
+    // report file: a run's findings must not be lost after it.
+    for (option, what) in [
+        ("--json", "JSON report"),
+        ("--log-file", "log file"),
+        ("--sarif", "SARIF report"),
+    ] {
+        let run = fencepost(
+            &[
+                "run",
+                option,
+                "/nonexistent/fencepost-test/out",
+                "--",
+                "/bin/echo",
+                "the program ran",
+            ],
+            &[],
+        );
+        run.assert_one_line_error(&[what, "/nonexistent/fencepost-test/out", "no directory"]);
+        assert!(
+            !run.stdout.contains("the program ran"),
+            "{option}: the program must not run\nstdout: {}",
+            run.stdout
+        );
+    }
+}

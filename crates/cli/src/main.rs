@@ -257,6 +257,56 @@ fn one_line(text: &str) -> String {
         .to_string()
 }
 
+/// Checks, before the program runs, that every report file can be written, without
+/// creating any: an existing file must open for writing, a new one needs a writable
+/// directory. `%p` and `%q{VAR}` are expanded as they will be after the run (with our own
+/// pid standing in for the program's: only the directory is checked then).
+fn check_outputs(r: &ReportArgs) -> Result<(), String> {
+    let outputs = [
+        ("log file", &r.log_file),
+        ("JSON report", &r.json),
+        ("SARIF report", &r.sarif),
+        ("HTML report", &r.html),
+        ("XML report", &r.memcheck.xml_file),
+    ];
+    for (what, path) in outputs {
+        let Some(path) = path else { continue };
+        let shown = path.display();
+        // %q{VAR} can be expanded now; %p stands for a pid of the same length class, and
+        // only the directory matters for it.
+        let expanded = valgrind_args::expand_file_name(path, std::process::id())
+            .map_err(|e| format!("{what}: {e}"))?;
+        let path = &expanded;
+        if path.is_file() {
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(path)
+                .map_err(|e| format!("cannot write the {what} '{shown}': {e}"))?;
+            continue;
+        }
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        if !dir.is_dir() {
+            return Err(format!(
+                "cannot write the {what} '{shown}': no directory '{}'",
+                dir.display()
+            ));
+        }
+        let c_dir = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
+            .map_err(|_| format!("cannot write the {what} '{shown}': a NUL in the path"))?;
+        // SAFETY: access() with a NUL-terminated path reads nothing else.
+        if unsafe { libc::access(c_dir.as_ptr(), libc::W_OK) } != 0 {
+            return Err(format!(
+                "cannot write the {what} '{shown}': {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The shim next to our own executable, or `FENCEPOST_SHIM`.
 fn find_shim() -> Result<PathBuf, String> {
     if let Some(p) = std::env::var_os("FENCEPOST_SHIM") {
@@ -346,6 +396,10 @@ fn run(
         Ok(f) => f,
         Err(e) => return fail(e),
     };
+    // So is an output that cannot be written: the run's findings must not be lost after it.
+    if let Err(e) = check_outputs(&report) {
+        return fail(e);
+    }
     let cfg = RunConfig {
         program,
         shim,

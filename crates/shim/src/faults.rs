@@ -156,17 +156,15 @@ fn gregs(uc: &libc::ucontext_t) -> &[i64; 23] {
     &uc.uc_mcontext.gregs
 }
 
-/// Our registers, in the wire's order.
-fn regs_bytes(uc: &libc::ucontext_t, out: &mut [u8; wire::REGS_LEN]) {
+/// The interrupted registers, in the wire's order (`wire::REG_NAMES`).
+fn regs(uc: &libc::ucontext_t) -> [u64; 17] {
     use libc::*;
     let g = gregs(uc);
-    let order = [
+    [
         REG_RAX, REG_RCX, REG_RDX, REG_RBX, REG_RSP, REG_RBP, REG_RSI, REG_RDI, REG_R8, REG_R9,
         REG_R10, REG_R11, REG_R12, REG_R13, REG_R14, REG_R15, REG_RIP,
-    ];
-    for (i, r) in order.iter().enumerate() {
-        out[i * 8..i * 8 + 8].copy_from_slice(&(g[*r as usize] as u64).to_le_bytes());
-    }
+    ]
+    .map(|r| g[r as usize] as u64)
 }
 
 /// The instruction bytes at `pc`, read through the kernel (the page may end there).
@@ -230,48 +228,46 @@ fn guard_fault(addr: usize, _id: u32, slot: &Slot, uc: &mut libc::ucontext_t) ->
     let pc = g[libc::REG_RIP as usize] as u64;
     let write = g[libc::REG_ERR as usize] & 2 != 0;
     let stack = stacks::at_signal(pc);
-    let (blk, size, astack, fstack, afunc, ffunc) = if kind == fault::WILD {
-        (0, 0, 0, 0, 0, 0)
-    } else {
-        (
-            block,
-            slot.size.load(Ordering::Relaxed),
-            slot.alloc_stack.load(Ordering::Relaxed),
-            if kind == fault::USE_AFTER_FREE {
-                slot.free_stack.load(Ordering::Relaxed)
-            } else {
-                0
-            },
-            slot.alloc_func.load(Ordering::Relaxed),
-            slot.free_func.load(Ordering::Relaxed),
-        )
+    let uaf = kind == fault::USE_AFTER_FREE;
+    let known = kind != fault::WILD;
+    let load32 = |a: &core::sync::atomic::AtomicU32, keep: bool| {
+        if keep {
+            a.load(Ordering::Relaxed)
+        } else {
+            0
+        }
+    };
+    let load8 = |a: &core::sync::atomic::AtomicU8, keep: bool| {
+        if keep {
+            a.load(Ordering::Relaxed)
+        } else {
+            0
+        }
+    };
+    let record = wire::FaultRecord {
+        pid: process::pid(),
+        tid: crate::interpose::tid(),
+        addr: addr as u64,
+        pc,
+        block_addr: if known { block } else { 0 },
+        block_size: if known {
+            slot.size.load(Ordering::Relaxed)
+        } else {
+            0
+        },
+        stack,
+        alloc_stack: load32(&slot.alloc_stack, known),
+        free_stack: load32(&slot.free_stack, uaf),
+        flags: if write { wire::FAULT_WRITE } else { 0 },
+        kind,
+        alloc_func: load8(&slot.alloc_func, known),
+        free_func: load8(&slot.free_func, uaf),
+        time: sys::now_ns(),
+        insn: insn_bytes(pc),
+        regs: regs(uc),
     };
     let mut rec = [0u8; wire::FAULT_LEN];
-    let mut w = wire::PayloadWriter::new(&mut rec);
-    w.u32(process::pid());
-    w.u32(crate::interpose::tid());
-    w.u64(addr as u64);
-    w.u64(pc);
-    w.u64(blk);
-    w.u64(size);
-    w.u32(stack);
-    w.u32(astack);
-    w.u32(fstack);
-    w.u32(if write { wire::FAULT_WRITE } else { 0 });
-    w.u8(kind);
-    w.u8(afunc);
-    w.u8(if kind == fault::USE_AFTER_FREE {
-        ffunc
-    } else {
-        0
-    });
-    w.u8(0);
-    w.u32(0);
-    w.u64(sys::now_ns());
-    w.bytes(&insn_bytes(pc));
-    let mut regs = [0u8; wire::REGS_LEN];
-    regs_bytes(uc, &mut regs);
-    w.bytes(&regs);
+    record.write(&mut wire::PayloadWriter::new(&mut rec));
     ring::emit(kind::FAULT, &[&rec]);
 
     if HALT_ON_ERROR.load(Ordering::Relaxed) {
@@ -381,20 +377,19 @@ unsafe fn report_fatal(sig: c_int, info: *mut libc::siginfo_t, uc: &libc::uconte
         libc::SIGSEGV | libc::SIGBUS | libc::SIGFPE | libc::SIGILL => (*info).si_addr() as u64,
         _ => 0,
     };
+    let record = wire::FatalSignalRecord {
+        pid: process::pid(),
+        tid: crate::interpose::tid(),
+        signo: sig,
+        code: (*info).si_code,
+        addr,
+        pc,
+        stack,
+        time: sys::now_ns(),
+        insn: insn_bytes(pc),
+        regs: regs(uc),
+    };
     let mut rec = [0u8; wire::FATAL_SIGNAL_LEN];
-    let mut w = wire::PayloadWriter::new(&mut rec);
-    w.u32(process::pid());
-    w.u32(crate::interpose::tid());
-    w.i32(sig);
-    w.i32((*info).si_code);
-    w.u64(addr);
-    w.u64(pc);
-    w.u32(stack);
-    w.u32(0);
-    w.u64(sys::now_ns());
-    w.bytes(&insn_bytes(pc));
-    let mut regs = [0u8; wire::REGS_LEN];
-    regs_bytes(uc, &mut regs);
-    w.bytes(&regs);
+    record.write(&mut wire::PayloadWriter::new(&mut rec));
     ring::emit(kind::FATAL_SIGNAL, &[&rec]);
 }

@@ -284,20 +284,20 @@ fn record_release(p: *mut c_void, f: u8, fam: u8) -> Option<(BlockMeta, u32)> {
 
 /// Reports overwritten canary bytes around a block (at its free, or at exit: stack 0).
 pub fn emit_canary(addr: u64, meta: &BlockMeta, stack: u32, offset: i64, len: u32) {
+    let record = wire::CanaryRecord {
+        pid: process::pid(),
+        tid: tid(),
+        block_addr: addr,
+        block_size: meta.size,
+        alloc_stack: meta.stack,
+        stack,
+        bad_offset: offset,
+        bad_len: len,
+        alloc_func: meta.func,
+        time: sys::coarse_ns(),
+    };
     let mut rec = [0u8; wire::CANARY_LEN];
-    let mut w = wire::PayloadWriter::new(&mut rec);
-    w.u32(process::pid());
-    w.u32(tid());
-    w.u64(addr);
-    w.u64(meta.size);
-    w.u32(meta.stack);
-    w.u32(stack);
-    w.bytes(&offset.to_le_bytes());
-    w.u32(len);
-    w.u8(meta.func);
-    w.u8(0);
-    w.u16(0);
-    w.u64(sys::coarse_ns());
+    record.write(&mut wire::PayloadWriter::new(&mut rec));
     ring::emit(kind::CANARY, &[&rec]);
 }
 

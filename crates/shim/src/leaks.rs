@@ -146,14 +146,15 @@ fn check_canaries(scan: &Scan) {
 
 fn emit_heap_stats() {
     use crate::guard;
+    let record = wire::HeapStatsRecord {
+        pid: process::pid(),
+        guarded: guard::GUARDED_BLOCKS.load(Ordering::Relaxed),
+        unguarded: guard::UNGUARDED_BLOCKS.load(Ordering::Relaxed),
+        quarantine_bytes_max: guard::quarantine_max_seen(),
+        guard_budget_bytes: guard::GUARD_BUDGET.load(Ordering::Relaxed),
+    };
     let mut p = [0u8; wire::HEAP_STATS_LEN];
-    let mut w = wire::PayloadWriter::new(&mut p);
-    w.u32(process::pid());
-    w.u32(0);
-    w.u64(guard::GUARDED_BLOCKS.load(Ordering::Relaxed));
-    w.u64(guard::UNGUARDED_BLOCKS.load(Ordering::Relaxed));
-    w.u64(guard::quarantine_max_seen());
-    w.u64(guard::GUARD_BUDGET.load(Ordering::Relaxed));
+    record.write(&mut wire::PayloadWriter::new(&mut p));
     ring::emit(kind::HEAP_STATS, &[&p]);
 }
 

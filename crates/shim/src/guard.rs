@@ -73,7 +73,6 @@ struct Inner {
     /// Region addresses below this are guarded whole, ready to be carved.
     guarded_to: usize,
     nslots: u32,
-    slots_cap: u32,
     free_small: [u32; SMALL_CLASSES + 1],
     free_large: u32,
     quarantine_head: u32,
@@ -92,7 +91,6 @@ static HEAP: Heap = Heap {
         bump: 0,
         guarded_to: 0,
         nslots: 0,
-        slots_cap: 0,
         free_small: [0; SMALL_CLASSES + 1],
         free_large: 0,
         quarantine_head: 0,
@@ -273,7 +271,6 @@ fn init() -> bool {
     let inner = unsafe { &mut *HEAP.inner.get() };
     inner.bump = region as usize;
     inner.guarded_to = region as usize;
-    inner.slots_cap = MAX_SLOTS as u32;
     REGION.store(region as usize, Ordering::Release);
     READY.store(true, Ordering::Release);
     true
@@ -358,7 +355,7 @@ pub fn alloc(size: usize, align: usize, func: u8, stack: u32) -> Option<*mut u8>
 
     if !unguard(data, npages * PAGE) {
         // Out of memory for page tables or mappings: give the slot back unused.
-        release_slot(id, false);
+        release_slot(id);
         return None;
     }
     GUARDED_BLOCKS.fetch_add(1, Ordering::Relaxed);
@@ -550,7 +547,7 @@ fn push_free(inner: &mut Inner, id: u32) {
 }
 
 /// Returns a slot that was taken but could not be opened.
-fn release_slot(id: u32, _quarantine: bool) {
+fn release_slot(id: u32) {
     HEAP.lock.lock();
     // SAFETY: we hold the heap lock.
     let inner = unsafe { &mut *HEAP.inner.get() };

@@ -66,15 +66,25 @@ static TABLE: [Shard; SHARDS] = [const {
     }
 }; SHARDS];
 
+/// A block's page, scattered: picks the shard and the first slot's neighbourhood.
 #[inline]
-fn mix(addr: u64) -> u64 {
-    let x = (addr >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+fn page_hash(addr: u64) -> u64 {
+    let x = (addr >> 12).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     x ^ (x >> 29)
+}
+
+/// Where the search for `addr` starts (before masking): its page's scattered position plus
+/// its offset in the page in 16-byte steps. Blocks allocated one after another in one page
+/// (glibc's heap) get neighbouring slots, so their inserts and removes share cache lines;
+/// blocks on different pages (the guard heap) land anywhere.
+#[inline]
+fn home(addr: u64) -> u64 {
+    page_hash(addr).wrapping_add((addr >> 4) & 0xff)
 }
 
 /// The shard responsible for `addr`, locked. Dropping the guard unlocks it.
 pub fn lock(addr: u64) -> ShardGuard {
-    let shard = &TABLE[(mix(addr) >> 58) as usize % SHARDS];
+    let shard = &TABLE[(page_hash(addr) >> 58) as usize % SHARDS];
     shard.lock.lock();
     ShardGuard { shard }
 }
@@ -102,7 +112,7 @@ impl ShardGuard {
             return false;
         }
         let mask = d.cap - 1;
-        let mut i = mix(addr) as usize & mask;
+        let mut i = home(addr) as usize & mask;
         loop {
             // SAFETY: i < cap; slots points at cap slots.
             let s = unsafe { &mut *d.slots.add(i) };
@@ -128,7 +138,7 @@ impl ShardGuard {
             return None;
         }
         let mask = d.cap - 1;
-        let mut i = mix(addr) as usize & mask;
+        let mut i = home(addr) as usize & mask;
         loop {
             // SAFETY: i < cap.
             let s = unsafe { &mut *d.slots.add(i) };
@@ -151,7 +161,7 @@ impl ShardGuard {
             return None;
         }
         let mask = d.cap - 1;
-        let mut i = mix(addr) as usize & mask;
+        let mut i = home(addr) as usize & mask;
         loop {
             // SAFETY: i < cap.
             let s = unsafe { &*d.slots.add(i) };
@@ -182,7 +192,7 @@ fn grow(d: &mut ShardData) -> bool {
         // SAFETY: i < old cap.
         let s = unsafe { *d.slots.add(i) };
         if s.key > TOMB {
-            let mut j = mix(s.key) as usize & mask;
+            let mut j = home(s.key) as usize & mask;
             // SAFETY: j < new_cap; the new array is zeroed (EMPTY keys).
             unsafe {
                 while (*slots.add(j)).key != EMPTY {

@@ -1,0 +1,197 @@
+//! The unwinder's per-thread memo (crates/shim/src/unwind.rs): a walk that meets the last
+//! walk's frames, unchanged, takes the rest of the stack from the memo. With
+//! `FENCEPOST_UNWIND=check` the shim walks every stack a second time without the memo,
+//! compares the two, and prints the counts at exit; these tests run programs whose stacks
+//! change shape all the time (recursion, alloca frames, libc callbacks, longjmp, threads,
+//! C++ at -O2, CPython) that way, and check that the memo was used and never differed.
+
+mod support;
+
+use std::process::Stdio;
+
+use support::*;
+
+/// The counts of one process's `fencepost: unwind check:` line.
+#[derive(Debug)]
+struct Check {
+    compared: u64,
+    differed: u64,
+    replayed: u64,
+}
+
+fn checks(stderr: &str) -> Vec<Check> {
+    let number_before = |line: &str, words: &str| -> u64 {
+        let end = line
+            .find(words)
+            .unwrap_or_else(|| panic!("{words:?} in {line}"));
+        let start = line[..end].trim_end().rfind(' ').map_or(0, |i| i + 1);
+        line[start..end].trim().parse().expect("a count")
+    };
+    stderr
+        .lines()
+        .filter(|l| l.starts_with("fencepost: unwind check: ") && l.contains("walks compared"))
+        .map(|l| {
+            let l = l.trim_start_matches("fencepost: unwind check: ");
+            Check {
+                compared: number_before(l, " walks compared"),
+                differed: number_before(l, " differed"),
+                replayed: number_before(l, " finished from the memo"),
+            }
+        })
+        .collect()
+}
+
+/// Runs `prog` under `fencepost run [options]` with the given unwinder mode.
+fn run_with_unwinder(
+    test: &str,
+    unwind: &str,
+    options: &[&str],
+    prog: &std::path::Path,
+    args: &[&str],
+) -> FencepostRun {
+    let json = scratch_dir(test).join("report.json");
+    let mut cmd = fencepost_command(options, &json, prog, args);
+    cmd.env("FENCEPOST_UNWIND", unwind)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = spawn_in_own_group(&mut cmd);
+    let (status, stdout, stderr) = wait_with_output(child, RUN_TIMEOUT, test);
+    let report = Report::read(&json, &stderr);
+    FencepostRun {
+        status,
+        stdout,
+        stderr,
+        report,
+    }
+}
+
+/// Every walk of the run was compared, none differed, and most finished from the memo.
+fn assert_memo_agrees(run: &FencepostRun, min_walks: u64) {
+    let found = checks(&run.stderr);
+    assert!(!found.is_empty(), "no unwind check line\n{}", run.stderr);
+    assert!(
+        !run.stderr.contains("differs from the plain walk"),
+        "{}",
+        run.stderr
+    );
+    let compared: u64 = found.iter().map(|c| c.compared).sum();
+    let replayed: u64 = found.iter().map(|c| c.replayed).sum();
+    assert!(found.iter().all(|c| c.differed == 0), "{found:?}");
+    assert!(compared >= min_walks, "{found:?}");
+    if min_walks >= 1_000 {
+        assert!(
+            replayed * 2 > compared,
+            "the memo should finish most walks: {found:?}"
+        );
+    }
+}
+
+fn leak_functions(report: &Report) -> Vec<String> {
+    let leaks = leaks_of_kind(report, "definite");
+    assert_eq!(leaks.len(), 1, "{}", report.pretty());
+    assert_eq!((leaks[0].bytes, leaks[0].blocks), (77, 1));
+    leaks[0]
+        .stack
+        .iter()
+        .filter_map(|f| f.function.clone())
+        .collect()
+}
+
+#[test]
+fn memo_agrees_with_plain_walks_on_changing_stacks() {
+    for (output, mode) in [
+        ("unwind_mix", "--mode=guard"),
+        ("unwind_mix", "--mode=fast"),
+        ("unwind_mix_O2", "--mode=guard"),
+        ("unwind_mix_O2", "--mode=fast"),
+    ] {
+        let test = format!("memo_{output}_{}", &mode[7..]);
+        let run = run_with_unwinder(&test, "check", &[mode], &prog(output), &["40"]);
+        assert_eq!(run.code(), 0, "{}", run.stderr);
+        assert_eq!(run.stdout, "done 1\n");
+        assert_memo_agrees(&run, 10_000);
+        assert!(run.report.errors().is_empty(), "{}", run.report.pretty());
+        let functions = leak_functions(&run.report);
+        assert_eq!(functions.first().map(String::as_str), Some("grab"));
+        assert!(functions.iter().any(|f| f == "main"), "{functions:?}");
+        if output == "unwind_mix" {
+            // -O0: every level of the recursion is a frame of its own.
+            let levels = functions.iter().filter(|f| *f == "leak_here").count();
+            assert_eq!(levels, 6, "{functions:?}");
+        }
+        assert_books_balance(&run.report);
+    }
+}
+
+#[test]
+fn memo_and_libgcc_give_the_same_stacks() {
+    for output in ["unwind_mix", "unwind_mix_O2"] {
+        let memo = run_with_unwinder(
+            &format!("stacks_memo_{output}"),
+            "cfi",
+            &["--mode=fast"],
+            &prog(output),
+            &["20"],
+        );
+        let libgcc = run_with_unwinder(
+            &format!("stacks_libgcc_{output}"),
+            "libgcc",
+            &["--mode=fast"],
+            &prog(output),
+            &["20"],
+        );
+        assert_eq!(memo.code(), 0, "{}", memo.stderr);
+        assert_eq!(libgcc.code(), 0, "{}", libgcc.stderr);
+        let lines = |r: &Report| -> Vec<(Option<String>, Option<u32>)> {
+            let leaks = leaks_of_kind(r, "definite");
+            assert_eq!(leaks.len(), 1, "{}", r.pretty());
+            leaks[0]
+                .stack
+                .iter()
+                .map(|f| (f.function.clone(), f.line))
+                .collect()
+        };
+        assert_eq!(lines(&memo.report), lines(&libgcc.report));
+    }
+}
+
+#[test]
+fn memo_agrees_on_cxx_threads_and_python() {
+    let cxx = run_with_unwinder(
+        "memo_vector_reserve_O2",
+        "check",
+        &["--mode=fast"],
+        &prog("vector_reserve_O2"),
+        &[],
+    );
+    assert_eq!(cxx.code(), 0, "{}", cxx.stderr);
+    assert_memo_agrees(&cxx, 3);
+
+    let threads = run_with_unwinder(
+        "memo_threads_stress",
+        "check",
+        &["--mode=fast"],
+        &prog("threads_stress"),
+        &[],
+    );
+    assert_eq!(threads.code(), 0, "{}", threads.stderr);
+    assert_memo_agrees(&threads, 1_000);
+    assert_books_balance(&threads.report);
+
+    // CPython: deep interpreter stacks that differ at every level.
+    let script = "import json\n\
+                  def nest(n):\n    return [nest(n - 1), {'k': str(n)}] if n else []\n\
+                  data = [nest(i % 30) for i in range(300)]\n\
+                  print(len(json.dumps(data)))\n";
+    let python = run_with_unwinder(
+        "memo_python3",
+        "check",
+        &["--mode=fast"],
+        std::path::Path::new("/usr/bin/python3"),
+        &["-I", "-c", script],
+    );
+    assert_eq!(python.code(), 0, "{}", python.stderr);
+    assert!(!python.stdout.trim().is_empty());
+    assert_memo_agrees(&python, 1_000);
+}

@@ -111,6 +111,14 @@ fn recipes() -> Vec<Recipe> {
             compiler: "g++",
             flags: &["-g", "-O2", "-fomit-frame-pointer", "-std=c++17"],
         },
+        // The unwinder's memo (tests/unwinding.rs): rbp-based frames at -O0, none at -O2.
+        c("unwind_mix"),
+        Recipe {
+            output: "unwind_mix_O2",
+            source: "c/unwind_mix.c".into(),
+            compiler: "gcc",
+            flags: &["-g", "-O2", "-pthread"],
+        },
         Recipe {
             output: "mycrate",
             source: "rust/mycrate.rs".into(),

@@ -302,6 +302,7 @@ pub fn finish(sp: usize, how: u32, code: i32) {
     }
     modules::walk();
     leaks::classify_and_report(sp, how, code);
+    crate::unwind::check_summary();
 }
 
 /// The number of threads in this process, from /proc/self/stat (field 20); 0 if unknown.

@@ -6,6 +6,14 @@
 //! from the stack. Frame pointers alone would be cheaper but wrong: Debian's libc and
 //! libstdc++ and most -O2 code have none, and a frame without one hides its caller.
 //!
+//! Each thread also remembers its last walk (`Memo`). Consecutive allocations mostly share
+//! their outer frames, so a walk that reaches a frame of the last walk in the same state
+//! (return address, stack pointer, and rbp where a later rule reads it) only re-reads the
+//! return addresses (and saved rbp values) the last walk read from there on; when they are
+//! all unchanged, the rest of the stack is the last walk's, without a rule lookup. This is
+//! exact: the walk is a function of that state and of those values. `FENCEPOST_UNWIND=check`
+//! compares every memoized walk with a plain one (tests/unwinding.rs).
+//!
 //! A rule the cache cannot express (CFA from an expression, as in PLT stubs; signal
 //! trampolines; a CFA based on a register other than rsp/rbp; the return address anywhere
 //! but at CFA-8) hands the rest of the stack to libgcc's `_Unwind_Backtrace`, which is
@@ -20,7 +28,8 @@
 use crate::arena;
 use core::arch::asm;
 use core::ffi::c_void;
-use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicU8, Ordering};
+use core::mem::MaybeUninit;
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use gimli::{
     BaseAddresses, CfaRule, EhFrame, EhFrameHdr, NativeEndian, Pointer, Register, RegisterRule,
     UnwindContext, UnwindContextStorage, UnwindSection, UnwindTableRow, X86_64,
@@ -51,12 +60,20 @@ pub fn capture_stack(out: &mut [u64], skip: usize) -> usize {
             options(nomem, nostack, preserves_flags),
         );
     }
-    let mut walk = Walk { out, n: 0, skip };
-    if use_libgcc() {
+    let mut walk = Walk {
+        out,
+        n: 0,
+        skip,
+        skip_at_start: skip,
+    };
+    match mode() {
         // Everything at or below this frame's stack pointer is the shim's own.
-        libgcc::finish(&mut walk, 0, sp);
-    } else {
-        walk_cfi(&mut walk, pc, sp, fp);
+        Mode::Libgcc => libgcc::finish(&mut walk, 0, sp),
+        Mode::Cfi => walk_cfi(&mut walk, pc, sp, fp),
+        Mode::Check => {
+            walk_cfi(&mut walk, pc, sp, fp);
+            check_against_plain(&walk, pc, sp, fp);
+        }
     }
     walk.n
 }
@@ -64,6 +81,7 @@ pub fn capture_stack(out: &mut [u64], skip: usize) -> usize {
 /// Forgets every cached rule. To be called after a module is unloaded (`modules::dlclose`):
 /// its addresses may be reused by another with different code.
 pub fn forget_rules() {
+    GENERATION.fetch_add(1, Ordering::Release);
     let table = RULES.load(Ordering::Acquire);
     if table.is_null() {
         return;
@@ -79,6 +97,7 @@ struct Walk<'a> {
     out: &'a mut [u64],
     n: usize,
     skip: usize,
+    skip_at_start: usize,
 }
 
 impl Walk<'_> {
@@ -99,63 +118,541 @@ impl Walk<'_> {
     }
 }
 
-/// `FENCEPOST_UNWIND=libgcc` selects libgcc for every stack; read once.
-fn use_libgcc() -> bool {
-    static MODE: AtomicU8 = AtomicU8::new(0); // 0 unread, 1 cfi, 2 libgcc
-    let mode = MODE.load(Ordering::Relaxed);
-    if mode != 0 {
-        return mode == 2;
+/// How stacks are walked, from `FENCEPOST_UNWIND` (read once): the CFI walker with its
+/// per-thread memo (the default), libgcc for every stack (`libgcc`, to compare), or both
+/// CFI walks, with and without the memo, compared at every capture (`check`: a difference
+/// is written to stderr; the test suite runs programs this way).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Cfi = 1,
+    Libgcc = 2,
+    Check = 3,
+}
+
+fn mode() -> Mode {
+    static MODE: AtomicU8 = AtomicU8::new(0); // 0: not read yet
+    match MODE.load(Ordering::Relaxed) {
+        1 => return Mode::Cfi,
+        2 => return Mode::Libgcc,
+        3 => return Mode::Check,
+        _ => {}
     }
     // SAFETY: getenv reads the environment without allocating; the name is NUL-terminated.
     let value = unsafe { libc::getenv(c"FENCEPOST_UNWIND".as_ptr()) };
-    let libgcc = !value.is_null()
+    let mode = if value.is_null() {
+        Mode::Cfi
+    } else {
         // SAFETY: a non-null getenv result is a NUL-terminated string.
-        && unsafe { core::ffi::CStr::from_ptr(value) }.to_bytes() == b"libgcc";
-    MODE.store(if libgcc { 2 } else { 1 }, Ordering::Relaxed);
-    libgcc
+        match unsafe { core::ffi::CStr::from_ptr(value) }.to_bytes() {
+            b"libgcc" => Mode::Libgcc,
+            b"check" => Mode::Check,
+            _ => Mode::Cfi,
+        }
+    };
+    MODE.store(mode as u8, Ordering::Relaxed);
+    mode
+}
+
+/// `FENCEPOST_UNWIND=check`: walks again without the memo and says so on stderr when the
+/// two walks differ.
+#[cold]
+fn check_against_plain(walk: &Walk, pc: u64, sp: u64, fp: u64) {
+    let mut again = [0u64; 320];
+    let len = walk.out.len().min(again.len());
+    let mut plain = Walk {
+        out: &mut again[..len],
+        n: 0,
+        skip: walk.skip_at_start,
+        skip_at_start: walk.skip_at_start,
+    };
+    walk_from(
+        &mut plain,
+        State::start(pc, sp, fp),
+        sp.saturating_add(STACK_SPAN),
+    );
+    CHECKED.fetch_add(1, Ordering::Relaxed);
+    if plain.n != walk.n || plain.out[..plain.n] != walk.out[..walk.n] {
+        DIFFERED.fetch_add(1, Ordering::Relaxed);
+        let msg = b"fencepost: unwind check: the memoized walk differs from the plain walk\n";
+        // SAFETY: writing a static message to stderr.
+        unsafe { libc::write(2, msg.as_ptr() as *const c_void, msg.len()) };
+    }
+}
+
+/// `FENCEPOST_UNWIND=check`: walks compared, walks that differed, walks that used the memo.
+static CHECKED: AtomicU64 = AtomicU64::new(0);
+static DIFFERED: AtomicU64 = AtomicU64::new(0);
+static REPLAYED: AtomicU64 = AtomicU64::new(0);
+
+/// `FENCEPOST_UNWIND=check`: at the end of the process, one line on stderr with the counts
+/// (the tests read it to know the check ran and the memo was used).
+pub fn check_summary() {
+    if mode() != Mode::Check {
+        return;
+    }
+    let mut line = [0u8; 160];
+    let mut w = Line {
+        buf: &mut line,
+        len: 0,
+    };
+    w.text(b"fencepost: unwind check: ");
+    w.number(CHECKED.load(Ordering::Relaxed));
+    w.text(b" walks compared, ");
+    w.number(DIFFERED.load(Ordering::Relaxed));
+    w.text(b" differed, ");
+    w.number(REPLAYED.load(Ordering::Relaxed));
+    w.text(b" finished from the memo (pid ");
+    w.number(crate::process::pid() as u64);
+    w.text(b")\n");
+    // SAFETY: writing our own buffer to stderr.
+    unsafe { libc::write(2, w.buf.as_ptr() as *const c_void, w.len) };
+}
+
+/// A line of text built without allocating.
+struct Line<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
+
+impl Line<'_> {
+    fn text(&mut self, t: &[u8]) {
+        for &b in t {
+            if let Some(slot) = self.buf.get_mut(self.len) {
+                *slot = b;
+                self.len += 1;
+            }
+        }
+    }
+
+    fn number(&mut self, mut v: u64) {
+        let mut digits = [0u8; 20];
+        let mut n = 0;
+        loop {
+            digits[n] = b'0' + (v % 10) as u8;
+            n += 1;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        digits[..n].reverse();
+        self.text(&digits[..n]);
+    }
 }
 
 /// The CFI walk. Frame 0 is `capture_stack` itself, at the exact `pc`; every later frame is
 /// looked up at its return address minus one (the call instruction).
-fn walk_cfi(walk: &mut Walk, mut pc: u64, mut sp: u64, mut fp: u64) {
-    let limit = sp.saturating_add(STACK_SPAN);
-    let mut at = pc;
-    let mut first = true;
+///
+/// Consecutive walks on one thread mostly differ in their innermost frames only: the same
+/// outer functions call malloc again and again. So each thread keeps the steps of its last
+/// walk ([`Memo`]), and when the walk reaches a frame the last one went through, with the
+/// same stack pointer and registers, and every return address (and saved rbp) the last walk
+/// read from there on is still in its place, the rest of the stack is taken from the memo
+/// instead of being walked again.
+fn walk_cfi(walk: &mut Walk, pc: u64, sp: u64, fp: u64) {
+    let memo = MEMO.with(|m| m.get());
+    // SAFETY: this thread's memo. `busy` keeps a walk nested in this one (a signal handler
+    // interrupting it) out of it, so there is one live reference at a time.
+    let memo = unsafe { &mut *memo };
+    if memo.busy {
+        walk_from(
+            walk,
+            State::start(pc, sp, fp),
+            sp.saturating_add(STACK_SPAN),
+        );
+        return;
+    }
+    memo.busy = true;
+    walk_memo(walk, memo, pc, sp, fp);
+    memo.busy = false;
+}
+
+/// Where a walk stands: the frame whose stack pointer is `sp`, executing `at` (its return
+/// address minus one, or the exact pc for frame 0), with rbp holding `fp`.
+#[derive(Clone, Copy)]
+struct State {
+    pc: u64,
+    at: u64,
+    sp: u64,
+    fp: u64,
+    first: bool,
+}
+
+impl State {
+    fn start(pc: u64, sp: u64, fp: u64) -> State {
+        State {
+            pc,
+            at: pc,
+            sp,
+            fp,
+            first: true,
+        }
+    }
+}
+
+/// What one step from a frame to its caller did.
+enum Step {
+    /// Moved to the caller: the return address read at `cfa - 8` (the caller's stack
+    /// pointer is the CFA), and where the caller's rbp was read (0: rbp unchanged).
+    Frame {
+        ra: u64,
+        slot: u64,
+        cfa_on_rbp: bool,
+    },
+    /// The outermost frame (or no unwind information): the walk is over.
+    End,
+    /// The walk cannot go on here by itself (libgcc took over) or must stop (a CFA out of
+    /// bounds, a zero return address).
+    Other,
+}
+
+/// One step from `st` to its caller, updating `st`.
+#[inline(always)]
+fn step(walk: &mut Walk, st: &mut State, limit: u64) -> Step {
+    let rule = rule_for(st.at);
+    match rule.kind() {
+        Rule::FRAME => {}
+        Rule::UNSUPPORTED => {
+            // libgcc takes over after the frame whose stack pointer is `sp`: the frame at
+            // `pc` (for frame 0, every frame of the shim at or below `sp`).
+            let resume_pc = if st.first { 0 } else { st.pc };
+            libgcc::finish(walk, resume_pc, st.sp);
+            return Step::Other;
+        }
+        _ => return Step::End,
+    }
+    let base = if rule.cfa_on_rbp() { st.fp } else { st.sp };
+    let cfa = base.wrapping_add(rule.cfa_offset());
+    if cfa <= st.sp || cfa > limit || cfa & 7 != 0 || st.sp & 7 != 0 {
+        return Step::Other;
+    }
+    // SAFETY: sp < cfa <= limit and both are 8-aligned, so cfa-8 lies in the part of this
+    // thread's stack between the current frame's stack pointer and its CFA.
+    let ra = unsafe { ((cfa - 8) as *const u64).read() };
+    let mut slot = 0;
+    if let Some(at) = rule.rbp_slot(cfa) {
+        if at < st.sp || at & 7 != 0 {
+            return Step::Other;
+        }
+        // SAFETY: sp <= slot < cfa, 8-aligned: inside the frame, as above.
+        st.fp = unsafe { (at as *const u64).read() };
+        slot = at;
+    }
+    if ra == 0 {
+        return Step::Other;
+    }
+    st.pc = ra;
+    st.at = ra - 1;
+    st.sp = cfa;
+    st.first = false;
+    Step::Frame {
+        ra,
+        slot,
+        cfa_on_rbp: rule.cfa_on_rbp(),
+    }
+}
+
+/// Walks from `st` to the end, without the memo.
+fn walk_from(walk: &mut Walk, mut st: State, limit: u64) {
     for _ in 0..MAX_WALK {
-        let rule = rule_for(at);
-        match rule.kind() {
-            Rule::FRAME => {}
-            Rule::UNSUPPORTED => {
-                // libgcc takes over after the frame whose stack pointer is `sp`: the frame
-                // at `pc` (for frame 0, every frame of the shim at or below `sp`).
-                let resume_pc = if first { 0 } else { pc };
-                libgcc::finish(walk, resume_pc, sp);
+        match step(walk, &mut st, limit) {
+            Step::Frame { ra, .. } => {
+                if !walk.push(ra) {
+                    return;
+                }
+            }
+            Step::End | Step::Other => return,
+        }
+    }
+}
+
+/// The walk with this thread's memo: walks fresh until it meets the last walk, then replays
+/// the last walk from there, and leaves the memo describing this walk.
+fn walk_memo(walk: &mut Walk, memo: &mut Memo, pc: u64, sp: u64, fp: u64) {
+    let limit = sp.saturating_add(STACK_SPAN);
+    let generation = GENERATION.load(Ordering::Acquire);
+    let usable = memo.ended != Ended::NONE && memo.generation == generation && memo.sp[0] <= limit;
+    let mut prefix = Prefix::new();
+    let mut st = State::start(pc, sp, fp);
+    // The memo state the walk may meet next: states are numbered from the outermost (0), so
+    // their stack pointers fall as the index rises, and the walk's rise.
+    let mut cursor = memo.len;
+    for _ in 0..MAX_WALK {
+        if usable && prefix.len < MEMO_STEPS {
+            while cursor > 0 && memo.sp[cursor] < st.sp {
+                cursor -= 1;
+            }
+            if cursor > 0 && memo.matches(cursor, &st) && memo.still_valid(cursor) {
+                replay(walk, memo, &prefix, cursor, limit);
                 return;
             }
-            _ => return, // end of stack
         }
-        let base = if rule.cfa_on_rbp() { fp } else { sp };
-        let cfa = base.wrapping_add(rule.cfa_offset());
-        if cfa <= sp || cfa > limit || cfa & 7 != 0 || sp & 7 != 0 {
-            return;
-        }
-        // SAFETY: sp < cfa <= limit and both are 8-aligned, so cfa-8 lies in the part of
-        // this thread's stack between the current frame's stack pointer and its CFA.
-        let ra = unsafe { ((cfa - 8) as *const u64).read() };
-        if let Some(slot) = rule.rbp_slot(cfa) {
-            if slot < sp || slot & 7 != 0 {
+        let before = st;
+        match step(walk, &mut st, limit) {
+            Step::Frame {
+                ra,
+                slot,
+                cfa_on_rbp,
+            } => {
+                prefix.push(&before, ra, slot, cfa_on_rbp);
+                if !walk.push(ra) {
+                    memo.record(&prefix, &st, Ended::FULL, generation);
+                    return;
+                }
+            }
+            Step::End => {
+                memo.record(&prefix, &st, Ended::END, generation);
                 return;
             }
-            // SAFETY: sp <= slot < cfa, 8-aligned: inside the frame, as above.
-            fp = unsafe { (slot as *const u64).read() };
+            Step::Other => {
+                memo.ended = Ended::NONE;
+                return;
+            }
         }
-        if ra == 0 || !walk.push(ra) {
+    }
+    memo.ended = Ended::NONE;
+}
+
+/// The walk met the memo's state `at` after the steps in `prefix`: hands the memo's return
+/// addresses from there to the walk, and makes the memo describe this walk (its own states
+/// up to `at`, then the prefix). If the last walk stopped only because it had enough frames
+/// and this one wants more, it walks on from the memo's last state and forgets the memo
+/// (remembering that would move every entry).
+fn replay(walk: &mut Walk, memo: &mut Memo, prefix: &Prefix, at: usize, limit: u64) {
+    if mode() == Mode::Check {
+        REPLAYED.fetch_add(1, Ordering::Relaxed);
+    }
+    let mut wants_more = true;
+    for s in (0..at).rev() {
+        if !walk.push(memo.ra[s]) {
+            wants_more = false;
+            break;
+        }
+    }
+    if wants_more && memo.ended == Ended::FULL {
+        let last = memo.outermost_state();
+        memo.ended = Ended::NONE;
+        walk_from(walk, last, limit);
+        return;
+    }
+    if at + prefix.len > MEMO_STEPS {
+        memo.ended = Ended::NONE;
+        return;
+    }
+    memo.append(prefix, at);
+}
+
+/// How a remembered walk ended.
+struct Ended;
+
+impl Ended {
+    /// Nothing remembered (or a walk the memo cannot describe: libgcc, a bad frame).
+    const NONE: u8 = 0;
+    /// The outermost frame.
+    const END: u8 = 1;
+    /// The walk had all the frames it wanted; the stack may go on.
+    const FULL: u8 = 2;
+}
+
+/// Steps a memo remembers: enough for the default `--num-callers` (24) and the shim's
+/// own frames; a longer walk is not remembered.
+const MEMO_STEPS: usize = 48;
+
+/// The last walk of a thread, numbered from its outermost end, so that the next walk, which
+/// shares the outer part, only writes its own inner steps. State 0 is where the walk
+/// stopped, state `len` where it started. Step `s` went from state `s + 1` to state `s`:
+/// it read the return address `ra[s]` at `sp[s] - 8` and, when `slot[s]` is not 0, the
+/// caller's rbp (`fp[s]`) at `slot[s]`.
+struct Memo {
+    busy: bool,
+    ended: u8,
+    generation: u32,
+    /// Steps recorded; the state arrays hold `len + 1` entries.
+    len: usize,
+    sp: [u64; MEMO_STEPS + 1],
+    fp: [u64; MEMO_STEPS + 1],
+    at: [u64; MEMO_STEPS + 1],
+    ra: [u64; MEMO_STEPS],
+    slot: [u64; MEMO_STEPS],
+    /// Bit s: step s computed its CFA from rbp.
+    rbp_cfa: u64,
+    /// Bit t: the walk from state t on depends on the value of rbp in state t (a later step
+    /// computes a CFA from rbp before any step reloads it).
+    needs_fp: u64,
+}
+
+thread_local! {
+    static MEMO: core::cell::UnsafeCell<Memo> = const {
+        core::cell::UnsafeCell::new(Memo {
+            busy: false,
+            ended: Ended::NONE,
+            generation: 0,
+            len: 0,
+            sp: [0; MEMO_STEPS + 1],
+            fp: [0; MEMO_STEPS + 1],
+            at: [0; MEMO_STEPS + 1],
+            ra: [0; MEMO_STEPS],
+            slot: [0; MEMO_STEPS],
+            rbp_cfa: 0,
+            needs_fp: 0,
+        })
+    };
+}
+
+/// Bumped when cached rules are forgotten (a module was unloaded): memos made before it
+/// describe code that may be gone.
+static GENERATION: AtomicU32 = AtomicU32::new(0);
+
+impl Memo {
+    /// Whether a walk standing at `st` is where this memo's walk stood in state `t`.
+    #[inline]
+    fn matches(&self, t: usize, st: &State) -> bool {
+        self.sp[t] == st.sp
+            && self.at[t] == st.at
+            && (self.needs_fp & (1 << t) == 0 || self.fp[t] == st.fp)
+    }
+
+    /// Whether every value the walk read from state `t` on is still where it was read.
+    #[inline]
+    fn still_valid(&self, t: usize) -> bool {
+        for s in 0..t {
+            // SAFETY: these are exactly the addresses a plain walk from state `t` would read,
+            // in the same order, up to the first value that differs: state `t` matched (the
+            // same rule at `at`, the same sp, and fp where a rule uses it), so step `t - 1`
+            // computes the same CFA and rbp slot; if the values read there are the same, so
+            // is the next state, and so on. The memo adds no read the walk would not make,
+            // and each was bounds-checked when it was made (and the outermost CFA against
+            // this walk's limit, in `walk_memo`).
+            unsafe {
+                if ((self.sp[s] - 8) as *const u64).read() != self.ra[s] {
+                    return false;
+                }
+                if self.slot[s] != 0 && (self.slot[s] as *const u64).read() != self.fp[s] {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// Where the remembered walk stopped, as a walk would stand there.
+    fn outermost_state(&self) -> State {
+        State {
+            pc: self.ra[0],
+            at: self.at[0],
+            sp: self.sp[0],
+            fp: self.fp[0],
+            first: false,
+        }
+    }
+
+    fn set_state(&mut self, t: usize, sp: u64, fp: u64, at: u64) {
+        self.sp[t] = sp;
+        self.fp[t] = fp;
+        self.at[t] = at;
+    }
+
+    /// Remembers a walk made of `prefix` alone, which stopped at `last` as `ended` says.
+    fn record(&mut self, prefix: &Prefix, last: &State, ended: u8, generation: u32) {
+        if prefix.len == 0 || prefix.len > MEMO_STEPS {
+            self.ended = Ended::NONE;
             return;
         }
-        pc = ra;
-        at = ra - 1;
-        sp = cfa;
-        first = false;
+        self.set_state(0, last.sp, last.fp, last.at);
+        self.generation = generation;
+        self.ended = ended;
+        self.needs_fp = (ended == Ended::FULL) as u64;
+        self.append(prefix, 0);
+    }
+
+    /// Keeps states 0..=`at` and puts the steps of `prefix` (innermost first) above them.
+    fn append(&mut self, prefix: &Prefix, at: usize) {
+        let p = prefix.len;
+        let len = at + p;
+        let mut needs = self.needs_fp & (1 << at) != 0;
+        let mut rbp_cfa = self.rbp_cfa & ((1u64 << at) - 1);
+        let mut needs_fp = self.needs_fp & ((1u64 << (at + 1)) - 1);
+        // Prefix step q becomes step at + p - 1 - q: walked outward from the join.
+        for q in (0..p).rev() {
+            let s = at + p - 1 - q;
+            let (sp, fp, st_at, ra, slot, on_rbp) = prefix.get(q);
+            self.ra[s] = ra;
+            self.slot[s] = slot;
+            self.set_state(s + 1, sp, fp, st_at);
+            if on_rbp {
+                needs = true;
+                rbp_cfa |= 1 << s;
+            } else if slot != 0 {
+                needs = false;
+            }
+            needs_fp |= (needs as u64) << (s + 1);
+        }
+        self.len = len;
+        self.rbp_cfa = rbp_cfa;
+        self.needs_fp = needs_fp;
+    }
+}
+
+/// The steps of the current walk before it met the memo, on the walker's stack. Only the
+/// first `len` entries are written and read: zeroing 2 KiB at every walk would cost more
+/// than most of the walks it serves.
+struct Prefix {
+    len: usize,
+    sp: [MaybeUninit<u64>; MEMO_STEPS],
+    fp: [MaybeUninit<u64>; MEMO_STEPS],
+    at: [MaybeUninit<u64>; MEMO_STEPS],
+    ra: [MaybeUninit<u64>; MEMO_STEPS],
+    slot: [MaybeUninit<u64>; MEMO_STEPS],
+    rbp_cfa: u64,
+}
+
+impl Prefix {
+    #[inline(always)]
+    fn new() -> Prefix {
+        Prefix {
+            len: 0,
+            sp: [MaybeUninit::uninit(); MEMO_STEPS],
+            fp: [MaybeUninit::uninit(); MEMO_STEPS],
+            at: [MaybeUninit::uninit(); MEMO_STEPS],
+            ra: [MaybeUninit::uninit(); MEMO_STEPS],
+            slot: [MaybeUninit::uninit(); MEMO_STEPS],
+            rbp_cfa: 0,
+        }
+    }
+
+    /// Appends a step; past `MEMO_STEPS` the prefix only counts (and is not remembered).
+    #[inline(always)]
+    fn push(&mut self, before: &State, ra: u64, slot: u64, cfa_on_rbp: bool) {
+        let i = self.len;
+        if i >= MEMO_STEPS {
+            self.len = MEMO_STEPS + 1;
+            return;
+        }
+        self.sp[i].write(before.sp);
+        self.fp[i].write(before.fp);
+        self.at[i].write(before.at);
+        self.ra[i].write(ra);
+        self.slot[i].write(slot);
+        self.rbp_cfa |= (cfa_on_rbp as u64) << i;
+        self.len = i + 1;
+    }
+
+    /// Step `q` (innermost first, `q < len <= MEMO_STEPS`): the state before it (sp, fp,
+    /// at), the return address and rbp slot it read, and whether its CFA was rbp-based.
+    #[inline(always)]
+    fn get(&self, q: usize) -> (u64, u64, u64, u64, u64, bool) {
+        assert!(q < self.len.min(MEMO_STEPS));
+        // SAFETY: `push` wrote entries 0..len.
+        unsafe {
+            (
+                self.sp[q].assume_init(),
+                self.fp[q].assume_init(),
+                self.at[q].assume_init(),
+                self.ra[q].assume_init(),
+                self.slot[q].assume_init(),
+                self.rbp_cfa & (1 << q) != 0,
+            )
+        }
     }
 }
 

@@ -74,6 +74,9 @@ struct Inner {
     guarded_to: usize,
     nslots: u32,
     free_small: [u32; SMALL_CLASSES + 1],
+    /// Slots of a small class whose data pages are already open and populated, not yet
+    /// handed out (see `open_batch`).
+    open_small: [u32; SMALL_CLASSES + 1],
     free_large: u32,
     quarantine_head: u32,
     quarantine_tail: u32,
@@ -92,6 +95,7 @@ static HEAP: Heap = Heap {
         guarded_to: 0,
         nslots: 0,
         free_small: [0; SMALL_CLASSES + 1],
+        open_small: [0; SMALL_CLASSES + 1],
         free_large: 0,
         quarantine_head: 0,
         quarantine_tail: 0,
@@ -325,15 +329,21 @@ pub fn alloc(size: usize, align: usize, func: u8, stack: u32) -> Option<*mut u8>
         HEAP.lock.unlock();
         return None;
     }
-    let id = match take_free(inner, npages) {
-        Some(id) => id,
-        None => match carve(inner, npages) {
-            Some(id) => id,
-            None => {
-                HEAP.lock.unlock();
-                return None;
-            }
-        },
+    // A slot whose pages are open already, else a batch of them opened now, else one.
+    let mut taken = take_open(inner, npages).map(|id| (id, true));
+    if taken.is_none() {
+        taken = open_batch(npages).map(|id| (id, true));
+    }
+    // SAFETY: we hold the heap lock (again, if open_batch let it go).
+    let inner = unsafe { &mut *HEAP.inner.get() };
+    if taken.is_none() {
+        taken = take_free(inner, npages)
+            .or_else(|| carve(inner, npages))
+            .map(|id| (id, false));
+    }
+    let Some((id, opened)) = taken else {
+        HEAP.lock.unlock();
+        return None;
     };
     inner.live_bytes += bytes;
     let s = slot(id)?;
@@ -353,7 +363,7 @@ pub fn alloc(size: usize, align: usize, func: u8, stack: u32) -> Option<*mut u8>
     s.state.store(SLOT_LIVE, Ordering::Release);
     HEAP.lock.unlock();
 
-    if !unguard(data, npages * PAGE) {
+    if !opened && !unguard(data, npages * PAGE) {
         // Out of memory for page tables or mappings: give the slot back unused.
         release_slot(id);
         return None;
@@ -420,6 +430,122 @@ pub fn check_canaries(id: u32) -> Option<(i64, u32)> {
         }
     }
     None
+}
+
+/// Slots opened per batch: at most this many, and at most `OPEN_BATCH_PAGES` pages in all.
+const OPEN_BATCH: usize = 16;
+const OPEN_BATCH_PAGES: usize = 32;
+
+/// `process_madvise` works on this kernel with `PIDFD_SELF` (Linux 6.13+ for any advice on
+/// the calling process): cleared at the first failure, after which slots open one by one.
+static BATCH_MADVISE: AtomicBool = AtomicBool::new(true);
+/// The pidfd sentinel for the calling thread (its process's memory, for madvise).
+const PIDFD_SELF: i32 = -10000;
+const MADV_POPULATE_WRITE: i32 = 23;
+
+fn take_open(inner: &mut Inner, npages: usize) -> Option<u32> {
+    if npages > SMALL_CLASSES {
+        return None;
+    }
+    let head = inner.open_small[npages];
+    if head == 0 {
+        return None;
+    }
+    inner.open_small[npages] = slot(head)?.next.load(Ordering::Relaxed);
+    Some(head)
+}
+
+/// Takes a batch of slots of a small class (free ones, else fresh ones), opens all their
+/// data pages and fills them with zeroed memory in two `process_madvise` calls, keeps the
+/// rest on the class's open list and returns one. A guard removed and a page faulted in per
+/// allocation cost two kernel entries each; batched, a fraction of one.
+///
+/// Called and returns with the heap lock held; the lock is let go around the system calls
+/// (the slots taken are no one else's meanwhile), so the caller must not keep a borrow of
+/// the heap's state across the call. None when batching does not apply here
+/// (mprotect guards, big slots, a kernel without process_madvise guards).
+fn open_batch(npages: usize) -> Option<u32> {
+    if !MADV_GUARDS.load(Ordering::Relaxed)
+        || !BATCH_MADVISE.load(Ordering::Relaxed)
+        || npages > OPEN_BATCH_PAGES / 2
+    {
+        return None;
+    }
+    // SAFETY: the caller holds the heap lock; this borrow ends before it is let go.
+    let inner = unsafe { &mut *HEAP.inner.get() };
+    let want = (OPEN_BATCH_PAGES / npages).min(OPEN_BATCH);
+    let mut ids = [0u32; OPEN_BATCH];
+    let mut n = 0;
+    while n < want {
+        match take_free(inner, npages).or_else(|| carve(inner, npages)) {
+            Some(id) => {
+                ids[n] = id;
+                n += 1;
+            }
+            None => break,
+        }
+    }
+    if n == 0 {
+        return None;
+    }
+    let below = PROTECT_BELOW.load(Ordering::Relaxed);
+    let mut iov = [libc::iovec {
+        iov_base: core::ptr::null_mut(),
+        iov_len: 0,
+    }; OPEN_BATCH];
+    for (v, &id) in iov.iter_mut().zip(&ids[..n]) {
+        let base = slot(id).map_or(0, |s| s.base.load(Ordering::Relaxed) as usize);
+        v.iov_base = (if below { base + PAGE } else { base }) as *mut libc::c_void;
+        v.iov_len = npages * PAGE;
+    }
+    HEAP.lock.unlock();
+    let total = (n * npages * PAGE) as isize;
+    let advise = |advice: i32| {
+        // SAFETY: the iovecs name the data pages of slots we took out of the free lists:
+        // ours alone until they are handed out. process_madvise only reads the iovecs.
+        unsafe {
+            libc::syscall(
+                libc::SYS_process_madvise,
+                PIDFD_SELF,
+                iov.as_ptr(),
+                n,
+                advice,
+                0,
+            ) as isize
+        }
+    };
+    let opened = advise(MADV_GUARD_REMOVE) == total;
+    if opened {
+        // Best effort: pages not populated now fault in when first touched.
+        advise(MADV_POPULATE_WRITE);
+    } else {
+        BATCH_MADVISE.store(false, Ordering::Relaxed);
+    }
+    // Slots the batch call did not open are opened one by one; one that cannot be is
+    // given back.
+    let mut usable = [0u32; OPEN_BATCH];
+    let mut m = 0;
+    for (v, &id) in iov.iter().zip(&ids[..n]) {
+        if opened || unguard(v.iov_base as usize, v.iov_len) {
+            usable[m] = id;
+            m += 1;
+        } else {
+            release_slot(id);
+        }
+    }
+    HEAP.lock.lock();
+    if m == 0 {
+        return None;
+    }
+    // SAFETY: we hold the heap lock again.
+    let inner = unsafe { &mut *HEAP.inner.get() };
+    for &id in usable[1..m].iter().rev() {
+        if let Some(s) = slot(id) {
+            s.next.store(inner.open_small[npages], Ordering::Relaxed);
+            inner.open_small[npages] = id;
+        }
+    }
+    Some(usable[0])
 }
 
 fn take_free(inner: &mut Inner, npages: usize) -> Option<u32> {

@@ -73,7 +73,25 @@ fn fork_with_threads_alive_reports_each_leak_under_its_own_pid() {
         ),
     ];
     want.sort();
-    assert_eq!(definite(&run.report, file), want, "{}", run.report.pretty());
+    // A churning thread caught by the fork between its malloc(64) and its free leaves, in
+    // the child, a block whose only pointer was in that thread's registers: the thread does
+    // not exist there, so the block is lost, as memcheck also says. At most one per thread.
+    let churn_line = Some(marker_line("c/fork_threads.c", "churn"));
+    let mut found = definite(&run.report, file);
+    let caught: Vec<_> = found
+        .iter()
+        .filter(|&&(bytes, _, pid, line)| {
+            bytes % 64 == 0 && pid == pid_of(child) && line == churn_line
+        })
+        .copied()
+        .collect();
+    let caught_blocks: u64 = caught.iter().map(|c| c.1).sum();
+    assert!(
+        caught_blocks <= 4 && caught.iter().all(|c| c.0 == 64 * c.1),
+        "{caught:?}"
+    );
+    found.retain(|f| !caught.contains(f));
+    assert_eq!(found, want, "{}", run.report.pretty());
     assert!(run.report.errors().is_empty(), "{}", run.report.pretty());
     assert_books_balance(&run.report);
 }

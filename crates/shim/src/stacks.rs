@@ -6,6 +6,7 @@
 
 use crate::wire::{self, kind};
 use crate::{arena, modules, process, ring, unwind};
+use core::cell::Cell;
 use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
 pub const MAX_FRAMES: usize = 256;
@@ -121,11 +122,70 @@ pub fn at_signal(pc: u64) -> u32 {
 }
 
 /// The id of a stack given by its frames.
+///
+/// Before the shared table (64 MiB, where a lookup is a cache miss), two guesses are tried:
+/// the thread's last stack, and the one defined right after it. Ids are handed out in the
+/// order stacks are first seen, so a program that repeats a sequence of allocations (a loop
+/// building the same structure again: a tree, a list, a parse) walks the ids in order, and
+/// `HASH_OF` (indexed by id) is read sequentially. A guess is taken only if its full hash
+/// matches, the same test the shared table makes.
 pub fn intern(pcs: &[u64]) -> u32 {
     if !ring::recording() {
         return 0;
     }
     let h = hash(pcs);
+    let hash_of = hash_of_table();
+    let last = LAST.with(|l| l.get());
+    if !hash_of.is_null() {
+        for guess in [last.wrapping_add(1), last] {
+            if guess != 0 && (guess as usize) < SLOTS {
+                // SAFETY: guess < SLOTS, the table's length.
+                if unsafe { &*hash_of.add(guess as usize) }.load(Ordering::Acquire) == h {
+                    LAST.with(|l| l.set(guess));
+                    return guess;
+                }
+            }
+        }
+    }
+    let id = intern_shared(pcs, h, hash_of);
+    LAST.with(|l| l.set(id));
+    id
+}
+
+thread_local! {
+    /// The id of the last stack this thread interned (a hint: checked against `HASH_OF`).
+    static LAST: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Hash of each stack id (0: none), for `intern`'s guesses; SLOTS entries, lazily touched.
+static HASH_OF: AtomicPtr<AtomicU64> = AtomicPtr::new(core::ptr::null_mut());
+
+fn hash_of_table() -> *const AtomicU64 {
+    let p = HASH_OF.load(Ordering::Acquire);
+    if !p.is_null() {
+        return p;
+    }
+    let bytes = SLOTS * core::mem::size_of::<AtomicU64>();
+    let fresh = arena::alloc(bytes) as *mut AtomicU64;
+    if fresh.is_null() {
+        return fresh;
+    }
+    match HASH_OF.compare_exchange(
+        core::ptr::null_mut(),
+        fresh,
+        Ordering::AcqRel,
+        Ordering::Acquire,
+    ) {
+        Ok(_) => fresh,
+        Err(other) => {
+            arena::free(fresh as *mut u8, bytes);
+            other
+        }
+    }
+}
+
+/// The id of a stack by its hash in the table shared by all threads.
+fn intern_shared(pcs: &[u64], h: u64, hash_of: *const AtomicU64) -> u32 {
     let table = slots();
     if table.is_null() || USED.load(Ordering::Relaxed) as usize > SLOTS * 3 / 4 {
         return define(pcs);
@@ -153,6 +213,11 @@ pub fn intern(pcs: &[u64]) -> u32 {
             {
                 USED.fetch_add(1, Ordering::Relaxed);
                 let id = define(pcs);
+                if !hash_of.is_null() && (id as usize) < SLOTS {
+                    // SAFETY: id < SLOTS, the table's length. Published after the
+                    // definition was emitted, as the slot's id is.
+                    unsafe { &*hash_of.add(id as usize) }.store(h, Ordering::Release);
+                }
                 slot.id.store(id, Ordering::Release);
                 return id;
             }

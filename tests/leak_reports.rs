@@ -280,3 +280,41 @@ fn optimised_leak_through_vector_reserve_reaches_main() {
     );
     assert_books_balance(&run.report);
 }
+
+#[test]
+fn pointers_deep_inside_big_mostly_untouched_blocks_are_found() {
+    // The exit scan skips the never-touched pages of big blocks; the pages that were
+    // written (one each, 20 and 40 MiB in) are still scanned.
+    for mode in ["--mode=guard", "--mode=fast"] {
+        let run = run_fencepost(
+            &format!("sparse_blocks_{}", &mode[7..]),
+            &[mode],
+            &prog("sparse_blocks"),
+            &[],
+        );
+        assert_eq!(run.code(), 0, "{}", run.stderr);
+        assert_eq!(run.stdout, "sparse done\n");
+        let big = record_at(
+            &run.report,
+            "definite",
+            "sparse_blocks.c",
+            marker_line("c/sparse_blocks.c", "big_lost"),
+        );
+        assert_eq!((big.bytes, big.blocks), (32 << 20, 1));
+        let inner = record_at(
+            &run.report,
+            "indirect",
+            "sparse_blocks.c",
+            marker_line("c/sparse_blocks.c", "inner_lost"),
+        );
+        assert_eq!((inner.bytes, inner.blocks), (24, 1));
+        assert_eq!(leaks_of_kind(&run.report, "definite").len(), 1);
+        assert_eq!(leaks_of_kind(&run.report, "possible").len(), 0);
+        let reachable: u64 = leaks_of_kind(&run.report, "reachable")
+            .iter()
+            .map(|l| l.bytes)
+            .sum();
+        assert_eq!(reachable, (64 << 20) + 48, "{}", run.report.pretty());
+        assert_books_balance(&run.report);
+    }
+}

@@ -113,6 +113,8 @@ fn recipes() -> Vec<Recipe> {
         },
         // The unwinder's memo (tests/unwinding.rs): rbp-based frames at -O0, none at -O2.
         c("unwind_mix"),
+        // The exit scan around untouched pages of big blocks (tests/leak_reports.rs).
+        c("sparse_blocks"),
         Recipe {
             output: "unwind_mix_O2",
             source: "c/unwind_mix.c".into(),

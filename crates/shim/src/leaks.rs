@@ -60,6 +60,8 @@ struct Scan {
     stack: *mut u32,
     sp: usize,
     buf: *mut u8,
+    /// `/proc/self/pagemap`, or -1: tells which pages of a big block were never touched.
+    pagemap: i32,
 }
 
 const BUF_LEN: usize = 1 << 16;
@@ -115,6 +117,13 @@ pub fn classify_and_report(sp: usize, how: u32, code: i32) {
         }
     });
     table::unlock_all();
+    // SAFETY: opening a proc file read-only; closed below.
+    let pagemap = unsafe {
+        libc::open(
+            c"/proc/self/pagemap".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
     let mut scan = Scan {
         blocks,
         n: i,
@@ -123,6 +132,7 @@ pub fn classify_and_report(sp: usize, how: u32, code: i32) {
         stack,
         sp,
         buf,
+        pagemap,
     };
     // SAFETY: the first `i` entries were written above.
     unsafe { core::slice::from_raw_parts_mut(blocks, scan.n) }.sort_unstable_by_key(|b| b.addr);
@@ -131,8 +141,70 @@ pub fn classify_and_report(sp: usize, how: u32, code: i32) {
     mark_from_roots(&mut scan);
     mark_cliques(&mut scan);
     emit_classes(&scan);
+    if pagemap >= 0 {
+        // SAFETY: our own fd, opened above.
+        unsafe { libc::close(pagemap) };
+    }
     emit_heap_stats();
     emit_exit(how, code);
+}
+
+/// Blocks at least this big are scanned around their untouched pages.
+const SPARSE_FROM: usize = 1 << 16;
+
+/// Which `BUF_LEN` chunks of the block `[lo, hi)` (chunk i starts at `lo + i * BUF_LEN`)
+/// hold a page that was ever touched: present or swapped out in `/proc/self/pagemap`.
+/// The others are anonymous memory never written or read (every heap block is anonymous:
+/// glibc's heap, its mmap'd chunks, the guard heap), which reads as zeros and holds no
+/// pointer. Read for the whole block before any of it is scanned: reading a page through
+/// the kernel maps the zero page for its whole 2 MiB neighbourhood, which would then look
+/// touched. Returns the bitmap (arena memory, `bits` bits) or None when it cannot tell.
+fn touched_chunks(scan: &Scan, lo: usize, hi: usize) -> Option<(*mut u64, usize)> {
+    const PRESENT: u64 = 1 << 63;
+    const SWAPPED: u64 = 1 << 62;
+    const BATCH: usize = 512;
+    if scan.pagemap < 0 || hi <= lo {
+        return None;
+    }
+    let bits = (hi - lo).div_ceil(BUF_LEN);
+    let words = bits.div_ceil(64);
+    let map = arena::alloc(words * 8) as *mut u64;
+    if map.is_null() {
+        return None;
+    }
+    let (first, last) = (lo / 4096, (hi - 1) / 4096);
+    let mut entries = [0u64; BATCH];
+    let mut page = first;
+    while page <= last {
+        let count = (last + 1 - page).min(BATCH);
+        // SAFETY: reads `count` 8-byte entries into our own array.
+        let got = unsafe {
+            libc::pread(
+                scan.pagemap,
+                entries.as_mut_ptr() as *mut libc::c_void,
+                count * 8,
+                (page * 8) as libc::off_t,
+            )
+        };
+        if got != (count * 8) as isize {
+            arena::free(map as *mut u8, words * 8);
+            return None;
+        }
+        for (k, e) in entries[..count].iter().enumerate() {
+            if e & (PRESENT | SWAPPED) == 0 {
+                continue;
+            }
+            // The chunks this page overlaps.
+            let p_lo = ((page + k) * 4096).max(lo);
+            let p_hi = ((page + k + 1) * 4096).min(hi);
+            for chunk in (p_lo - lo) / BUF_LEN..=(p_hi - 1 - lo) / BUF_LEN {
+                // SAFETY: chunk < bits, so chunk / 64 < words.
+                unsafe { *map.add(chunk / 64) |= 1 << (chunk % 64) };
+            }
+        }
+        page += count;
+    }
+    Some((map, bits))
 }
 
 /// Overruns into the canaries of blocks that were never freed are found here.
@@ -191,10 +263,11 @@ fn read_self(at: usize, out: &mut [u64]) -> usize {
 
 /// Calls `f(scan, word)` for every aligned 8-byte word of `[lo, hi)`.
 ///
-/// `from_start`: step in 8s from `lo` itself, not from the next 8-aligned address. A heap
-/// block may start at any address (natural alignment), and the pointers in it sit at
-/// 8-byte offsets from its start (`struct { char *name; ...; char tail[]; }` in a
-/// 19-byte block); memory of the program's own (data, stacks) is scanned 8-aligned.
+/// `from_start`: `[lo, hi)` is a heap block. Step in 8s from `lo` itself, not from the
+/// next 8-aligned address: a heap block may start at any address (natural alignment), and
+/// the pointers in it sit at 8-byte offsets from its start (`struct { char *name; ...;
+/// char tail[]; }` in a 19-byte block); memory of the program's own (data, stacks) is
+/// scanned 8-aligned. A big block's untouched pages are skipped (see `untouched`).
 fn scan_words(
     scan: &mut Scan,
     lo: usize,
@@ -203,8 +276,24 @@ fn scan_words(
     mut f: impl FnMut(&mut Scan, u64),
 ) {
     let mut at = if from_start { lo } else { (lo + 7) & !7 };
+    let touched = if from_start && hi - lo >= SPARSE_FROM {
+        touched_chunks(scan, lo, hi)
+    } else {
+        None
+    };
     while at + 8 <= hi {
         let want = ((hi - at) & !7).min(BUF_LEN);
+        if let Some((map, _)) = touched {
+            // Skip the stretch when every chunk it overlaps is untouched (it is one chunk
+            // unless an unreadable page shifted the walk off the chunk grid).
+            let chunks = (at - lo) / BUF_LEN..=(at + want - 1 - lo) / BUF_LEN;
+            // SAFETY: every chunk index is below `bits`: at + want <= hi.
+            let bit = |c: usize| unsafe { *map.add(c / 64) } & (1 << (c % 64)) != 0;
+            if !chunks.into_iter().any(bit) {
+                at += want;
+                continue;
+            }
+        }
         // SAFETY: `buf` is BUF_LEN bytes of arena memory that only this function uses.
         let words = unsafe { core::slice::from_raw_parts_mut(scan.buf as *mut u64, want / 8) };
         let got = read_self(at, words);
@@ -220,6 +309,9 @@ fn scan_words(
             f(scan, w);
         }
         at += got;
+    }
+    if let Some((map, bits)) = touched {
+        arena::free(map as *mut u8, bits.div_ceil(64) * 8);
     }
 }
 

@@ -103,15 +103,37 @@ struct FreedBlock {
 
 /// Recently freed blocks, to tell a double free from an invalid one and show both stacks.
 /// Direct-mapped by (image, address): a later free of a colliding address evicts an older
-/// one. Fixed size, no allocation per free: this is on the analyzer's hottest path.
+/// one. Fixed size, no allocation per free: this is on the analyzer's hottest path, so a
+/// slot is 32 bytes and an allocation does not touch the table at all (a block freed and
+/// allocated again is told apart by being live; see [`Analyzer::freed_block`]).
 struct FreedHistory {
-    slots: Vec<Option<(usize, u64, FreedBlock)>>,
+    slots: Vec<FreedSlot>,
+}
+
+/// One remembered free; `addr` 0 marks an empty slot (no block is ever at 0).
+#[derive(Clone, Copy)]
+struct FreedSlot {
+    addr: u64,
+    size: u64,
+    img: u32,
+    alloc_stack: u32,
+    free_stack: u32,
+    alloc_func: u8,
 }
 
 impl FreedHistory {
+    const EMPTY: FreedSlot = FreedSlot {
+        addr: 0,
+        size: 0,
+        img: 0,
+        alloc_stack: 0,
+        free_stack: 0,
+        alloc_func: 0,
+    };
+
     fn new() -> Self {
         FreedHistory {
-            slots: vec![None; FREED_HISTORY],
+            slots: vec![Self::EMPTY; FREED_HISTORY],
         }
     }
 
@@ -121,21 +143,26 @@ impl FreedHistory {
     }
 
     fn remember(&mut self, img: usize, addr: u64, block: FreedBlock) {
-        self.slots[Self::index(img, addr)] = Some((img, addr, block));
+        self.slots[Self::index(img, addr)] = FreedSlot {
+            addr,
+            size: block.size,
+            img: img as u32,
+            alloc_stack: block.alloc_stack,
+            free_stack: block.free_stack,
+            alloc_func: block.alloc_func,
+        };
     }
 
-    fn get(&self, img: usize, addr: u64) -> Option<&FreedBlock> {
-        match &self.slots[Self::index(img, addr)] {
-            Some((i, a, b)) if *i == img && *a == addr => Some(b),
-            _ => None,
-        }
-    }
-
-    fn forget(&mut self, img: usize, addr: u64) {
-        let slot = &mut self.slots[Self::index(img, addr)];
-        if matches!(slot, Some((i, a, _)) if *i == img && *a == addr) {
-            *slot = None;
-        }
+    /// The last free of `addr` in `img` remembered, whether or not it was allocated again
+    /// since.
+    fn get(&self, img: usize, addr: u64) -> Option<FreedBlock> {
+        let slot = &self.slots[Self::index(img, addr)];
+        (addr != 0 && slot.addr == addr && slot.img as usize == img).then_some(FreedBlock {
+            size: slot.size,
+            alloc_stack: slot.alloc_stack,
+            free_stack: slot.free_stack,
+            alloc_func: slot.alloc_func,
+        })
     }
 }
 
@@ -727,8 +754,6 @@ impl Analyzer {
         let image = &mut self.images[img];
         image.allocations += 1;
         image.bytes_allocated = image.bytes_allocated.saturating_add(size);
-        self.freed.forget(img, addr);
-        let image = &mut self.images[img];
         image.timeline.add(size);
         if let Some(old) = image.live.insert(addr, Block { size, stack, func }) {
             image.timeline.sub(old.size);
@@ -824,7 +849,7 @@ impl Analyzer {
         let img = self.image_for(b.pid);
         let image = &self.images[img];
         let call = call_name(b.func);
-        let (kind, alloc_func, pending) = if let Some(freed) = self.freed.get(img, b.addr) {
+        let (kind, alloc_func, pending) = if let Some(freed) = self.freed_block(img, b.addr) {
             (
                 ErrorKind::DoubleFree,
                 freed.alloc_func,
@@ -890,6 +915,14 @@ impl Analyzer {
             },
             || pending,
         );
+    }
+
+    /// The block freed last at `addr` in `img`, if remembered and not allocated again since.
+    fn freed_block(&self, img: usize, addr: u64) -> Option<FreedBlock> {
+        if self.images[img].live.contains_key(&addr) {
+            return None;
+        }
+        self.freed.get(img, addr)
     }
 
     /// The path of the module whose segments contain `addr` (a global variable).

@@ -504,6 +504,27 @@ fn reallocated_address_is_no_longer_a_double_free() {
     assert_eq!(r.errors[0].block.as_ref().unwrap().offset, 4);
 }
 
+/// The freed history is not cleared when an address is allocated again (that would cost a
+/// cache miss per allocation): a live block must still win over its address's past.
+#[test]
+fn a_block_allocated_again_at_a_freed_address_is_not_a_double_free() {
+    let mut t = Trace::main(10);
+    t.alloc(10, 0x1000, 16, 1)
+        .free(10, 0x1000, 2)
+        .alloc(10, 0x1000, 24, 3)
+        .bad_free(10, 0x1000, 3) // live: not a double free (the shim owns it)
+        .free(10, 0x1000, 2)
+        .bad_free(10, 0x1000, 1) // freed twice now: the second allocation's block
+        .exit(10, 0);
+    let r = t.report();
+    assert_eq!(r.errors.len(), 2, "{:?}", r.errors);
+    assert_eq!(r.errors[0].kind, ErrorKind::InvalidFree);
+    let block = r.errors[0].block.as_ref().unwrap();
+    assert_eq!((block.offset, block.size), (0, 24));
+    assert_eq!(r.errors[1].kind, ErrorKind::DoubleFree);
+    assert_eq!(r.errors[1].block.as_ref().unwrap().size, 24);
+}
+
 #[test]
 fn mismatched_free_names_both_calls_and_releases_the_block() {
     let mut t = Trace::main(10);

@@ -11,7 +11,6 @@
 
 use rustc_hash::FxHashMap;
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use crate::decode::{self, DecodeError, Event, LeakEntry};
 use crate::report::{
@@ -104,15 +103,37 @@ struct FreedBlock {
 
 /// Recently freed blocks, to tell a double free from an invalid one and show both stacks.
 /// Direct-mapped by (image, address): a later free of a colliding address evicts an older
-/// one. Fixed size, no allocation per free: this is on the analyzer's hottest path.
+/// one. Fixed size, no allocation per free: this is on the analyzer's hottest path, so a
+/// slot is 32 bytes and an allocation does not touch the table at all (a block freed and
+/// allocated again is told apart by being live; see [`Analyzer::freed_block`]).
 struct FreedHistory {
-    slots: Vec<Option<(usize, u64, FreedBlock)>>,
+    slots: Vec<FreedSlot>,
+}
+
+/// One remembered free; `addr` 0 marks an empty slot (no block is ever at 0).
+#[derive(Clone, Copy)]
+struct FreedSlot {
+    addr: u64,
+    size: u64,
+    img: u32,
+    alloc_stack: u32,
+    free_stack: u32,
+    alloc_func: u8,
 }
 
 impl FreedHistory {
+    const EMPTY: FreedSlot = FreedSlot {
+        addr: 0,
+        size: 0,
+        img: 0,
+        alloc_stack: 0,
+        free_stack: 0,
+        alloc_func: 0,
+    };
+
     fn new() -> Self {
         FreedHistory {
-            slots: vec![None; FREED_HISTORY],
+            slots: vec![Self::EMPTY; FREED_HISTORY],
         }
     }
 
@@ -122,21 +143,62 @@ impl FreedHistory {
     }
 
     fn remember(&mut self, img: usize, addr: u64, block: FreedBlock) {
-        self.slots[Self::index(img, addr)] = Some((img, addr, block));
+        self.slots[Self::index(img, addr)] = FreedSlot {
+            addr,
+            size: block.size,
+            img: img as u32,
+            alloc_stack: block.alloc_stack,
+            free_stack: block.free_stack,
+            alloc_func: block.alloc_func,
+        };
     }
 
-    fn get(&self, img: usize, addr: u64) -> Option<&FreedBlock> {
-        match &self.slots[Self::index(img, addr)] {
-            Some((i, a, b)) if *i == img && *a == addr => Some(b),
-            _ => None,
+    /// The last free of `addr` in `img` remembered, whether or not it was allocated again
+    /// since.
+    fn get(&self, img: usize, addr: u64) -> Option<FreedBlock> {
+        let slot = &self.slots[Self::index(img, addr)];
+        (addr != 0 && slot.addr == addr && slot.img as usize == img).then_some(FreedBlock {
+            size: slot.size,
+            alloc_stack: slot.alloc_stack,
+            free_stack: slot.free_stack,
+            alloc_func: slot.alloc_func,
+        })
+    }
+}
+
+/// Recent answers of [`Analyzer::module_at`], direct-mapped by (image, pc). Emptied
+/// whenever a module is loaded or unloaded, so an answer is never stale.
+struct ModuleCache {
+    /// (image, pc, module + 1 or 0 for none); image `usize::MAX` marks an empty slot.
+    slots: Vec<(usize, u64, u32)>,
+}
+
+impl ModuleCache {
+    const SLOTS: usize = 1024;
+    const EMPTY: (usize, u64, u32) = (usize::MAX, 0, 0);
+
+    fn new() -> Self {
+        ModuleCache {
+            slots: vec![Self::EMPTY; Self::SLOTS],
         }
     }
 
-    fn forget(&mut self, img: usize, addr: u64) {
-        let slot = &mut self.slots[Self::index(img, addr)];
-        if matches!(slot, Some((i, a, _)) if *i == img && *a == addr) {
-            *slot = None;
-        }
+    fn slot(img: usize, pc: u64) -> usize {
+        let h = (pc ^ (img as u64).rotate_left(32)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        (h >> 54) as usize & (Self::SLOTS - 1)
+    }
+
+    fn get(&self, slot: usize, img: usize, pc: u64) -> Option<Option<u32>> {
+        let (i, p, m) = self.slots[slot];
+        (i == img && p == pc).then(|| m.checked_sub(1))
+    }
+
+    fn put(&mut self, slot: usize, img: usize, pc: u64, module: Option<u32>) {
+        self.slots[slot] = (img, pc, module.map_or(0, |m| m + 1));
+    }
+
+    fn clear(&mut self) {
+        self.slots.fill(Self::EMPTY);
     }
 }
 
@@ -152,7 +214,11 @@ struct Image {
     parent: Option<usize>,
     /// Modules mapped now, most recently loaded last.
     loaded: Vec<u32>,
-    stacks: FxHashMap<u32, Arc<[ResolvedPc]>>,
+    /// Stack id → its frames in `stack_frames`.
+    stacks: FxHashMap<u32, std::ops::Range<usize>>,
+    /// The frames of every stack defined in this image, end to end: one allocation for
+    /// them all, not one per stack.
+    stack_frames: Vec<ResolvedPc>,
     live: FxHashMap<u64, Block>,
     /// The shim's classification at exit (authoritative when present).
     leak_entries: Vec<LeakEntry>,
@@ -184,6 +250,7 @@ impl Image {
             parent: None,
             loaded: Vec::new(),
             stacks: FxHashMap::default(),
+            stack_frames: Vec::new(),
             live: FxHashMap::default(),
             leak_entries: Vec::new(),
             threads: 1,
@@ -296,6 +363,7 @@ pub struct Analyzer {
     /// The last (pid, image) looked up: consecutive records are mostly from one process.
     last_image: Option<(u32, usize)>,
     modules: Vec<ModuleInfo>,
+    module_cache: ModuleCache,
     module_index: HashMap<(String, Vec<u8>, u64), u32>,
     file_ids: HashMap<(String, Vec<u8>), u32>,
     snapshots: HashMap<(u32, u64), ForkSnapshot>,
@@ -323,6 +391,7 @@ impl Analyzer {
             current: FxHashMap::default(),
             last_image: None,
             modules: Vec::new(),
+            module_cache: ModuleCache::new(),
             module_index: HashMap::new(),
             file_ids: HashMap::new(),
             snapshots: HashMap::new(),
@@ -336,18 +405,80 @@ impl Analyzer {
 
     /// Decodes and feeds the record at the start of `record`; `offset` is its position in
     /// the ring or file, for the error. Returns the record's length.
+    ///
+    /// The hot records (allocations, frees, reallocs: nearly all of a trace) are decoded
+    /// straight into their handlers, without building an [`Event`].
+    #[inline]
     pub fn feed_record(&mut self, record: &[u8], offset: u64) -> Result<usize, DecodeError> {
-        let (event, len) = decode::decode_record(record, offset)?;
-        self.feed(&event);
-        Ok(len)
+        let (record_kind, record) = decode::record_at(record, offset)?;
+        let payload = &record[wire::RECORD_HEADER_LEN..];
+        match record_kind {
+            wire::kind::ALLOC => self.alloc(&decode::Alloc::decode(payload, offset)?),
+            wire::kind::FREE => self.free(&decode::Free::decode(payload, offset)?),
+            wire::kind::REALLOC => self.realloc(&decode::Realloc::decode(payload, offset)?),
+            wire::kind::STACK_DEF => {
+                let s = decode::StackDefRef::decode(payload, offset)?;
+                self.define_stack(s.pid, s.id, s.frames());
+            }
+            _ => self.feed(&decode::decode_payload(record_kind, payload, offset)?),
+        }
+        Ok(record.len())
     }
 
     /// Feeds every record of a trace file (as written by [`decode::TraceWriter`]).
     pub fn feed_trace(&mut self, trace: &[u8]) -> Result<(), DecodeError> {
-        for event in decode::TraceRecords::new(trace)? {
-            self.feed(&event?);
+        let body = decode::trace_body(trace)?;
+        self.feed_records(body, wire::TRACE_HEADER_LEN as u64)
+    }
+
+    /// Feeds whole records laid end to end; `offset` is where `records` starts in the trace.
+    /// Stops at the first record that cannot be decoded (a cut one included).
+    pub fn feed_records(&mut self, records: &[u8], offset: u64) -> Result<(), DecodeError> {
+        let mut pos = 0;
+        while pos < records.len() {
+            pos += self.feed_record(&records[pos..], offset + pos as u64)?;
         }
         Ok(())
+    }
+
+    /// Feeds a trace file read from `input` as a stream, a buffer at a time: a trace of
+    /// gigabytes is never held in memory (nor copied into it at once). The result is the
+    /// same as [`Analyzer::feed_trace`] on the whole file.
+    pub fn feed_trace_from(&mut self, mut input: impl std::io::Read) -> Result<(), TraceError> {
+        // Big enough for many records per read, and for the largest record.
+        const BUFFER: usize = 1 << 20;
+        const _: () = assert!(BUFFER >= wire::MAX_RECORD_LEN);
+        let mut buf = vec![0u8; BUFFER];
+        // `buf[..filled]` holds unread bytes; `buf[..start]` of them are consumed.
+        let mut filled = fill(&mut input, &mut buf[..wire::TRACE_HEADER_LEN])?;
+        decode::trace_body(&buf[..filled])?;
+        let mut start = wire::TRACE_HEADER_LEN;
+        // Offset in the file of `buf[start]`.
+        let mut offset = wire::TRACE_HEADER_LEN as u64;
+        loop {
+            let n = fill(&mut input, &mut buf[filled..])?;
+            filled += n;
+            let at_end = filled < buf.len();
+            // Feed every whole record in the buffer; a record cut by the buffer's end waits
+            // for the next read, unless the file ends there.
+            while start < filled {
+                // A truncated record is reported before anything of it is fed.
+                match self.feed_record(&buf[start..filled], offset) {
+                    Ok(len) => {
+                        start += len;
+                        offset += len as u64;
+                    }
+                    Err(DecodeError::Truncated { .. }) if !at_end => break,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if at_end {
+                return Ok(());
+            }
+            buf.copy_within(start..filled, 0);
+            filled -= start;
+            start = 0;
+        }
     }
 
     pub fn feed(&mut self, event: &Event) {
@@ -379,6 +510,7 @@ impl Analyzer {
             }
             Event::ModuleUnload(m) => {
                 let img = self.image_for(m.pid);
+                self.module_cache.clear();
                 let modules = &self.modules;
                 let loaded = &mut self.images[img].loaded;
                 if let Some(i) = loaded
@@ -388,41 +520,10 @@ impl Analyzer {
                     loaded.remove(i);
                 }
             }
-            Event::StackDef(s) => {
-                let img = self.image_for(s.pid);
-                let frames: Arc<[ResolvedPc]> = s
-                    .frames
-                    .iter()
-                    .map(|&pc| ResolvedPc {
-                        pc,
-                        module: self.module_at(img, pc),
-                    })
-                    .collect();
-                self.images[img].stacks.insert(s.id, frames);
-            }
-            Event::Alloc(a) => {
-                let img = self.image_for(a.pid);
-                self.allocate(img, a.addr, a.size, a.stack, a.func);
-                self.sample_timeline(img, a.time);
-            }
-            Event::Free(f) => {
-                self.free(f);
-                let img = self.image_for(f.pid);
-                self.sample_timeline(img, f.time);
-            }
-            Event::Realloc(r) => {
-                let img = self.image_for(r.pid);
-                // realloc(p, 0) that returned NULL freed p; a NULL result with a size is
-                // a failed realloc and p stays live.
-                let freed_old = r.old != 0 && (r.new != 0 || r.size == 0);
-                if freed_old && self.release(img, r.old, r.stack).is_none() {
-                    self.images[img].unknown_frees += 1;
-                }
-                if r.new != 0 {
-                    self.allocate(img, r.new, r.size, r.stack, r.func);
-                }
-                self.sample_timeline(img, r.time);
-            }
+            Event::StackDef(s) => self.define_stack(s.pid, s.id, s.frames.iter().copied()),
+            Event::Alloc(a) => self.alloc(a),
+            Event::Free(f) => self.free(f),
+            Event::Realloc(r) => self.realloc(r),
             Event::BadFree(b) => self.bad_free(b),
             Event::LeakBlocks(l) => {
                 let img = self.image_for(l.pid);
@@ -595,11 +696,40 @@ impl Analyzer {
                 id
             }
         };
+        self.module_cache.clear();
         let loaded = &mut self.images[img].loaded;
         let modules = &self.modules;
         // A module announced again at the same bias replaces the old mapping.
         loaded.retain(|&l| modules[l as usize].bias != m.bias);
         loaded.push(id);
+    }
+
+    /// Stores stack `id` of `pid`'s image, its pcs resolved against the modules mapped now.
+    fn define_stack(&mut self, pid: u32, id: u32, pcs: impl ExactSizeIterator<Item = u64>) {
+        let img = self.image_for(pid);
+        let start = self.images[img].stack_frames.len();
+        self.images[img].stack_frames.reserve(pcs.len());
+        for pc in pcs {
+            let module = self.module_at_cached(img, pc);
+            self.images[img]
+                .stack_frames
+                .push(ResolvedPc { pc, module });
+        }
+        let image = &mut self.images[img];
+        let end = image.stack_frames.len();
+        image.stacks.insert(id, start..end);
+    }
+
+    /// [`Analyzer::module_at`] through a small direct-mapped cache: a program's stacks share
+    /// most of their pcs, and a stack definition resolves every one of them.
+    fn module_at_cached(&mut self, img: usize, pc: u64) -> Option<u32> {
+        let slot = ModuleCache::slot(img, pc);
+        if let Some(module) = self.module_cache.get(slot, img, pc) {
+            return module;
+        }
+        let module = self.module_at(img, pc);
+        self.module_cache.put(slot, img, pc, module);
+        module
     }
 
     /// The module mapped at return address `pc` in the image right now.
@@ -624,8 +754,6 @@ impl Analyzer {
         let image = &mut self.images[img];
         image.allocations += 1;
         image.bytes_allocated = image.bytes_allocated.saturating_add(size);
-        self.freed.forget(img, addr);
-        let image = &mut self.images[img];
         image.timeline.add(size);
         if let Some(old) = image.live.insert(addr, Block { size, stack, func }) {
             image.timeline.sub(old.size);
@@ -654,12 +782,33 @@ impl Analyzer {
         Some(block)
     }
 
+    fn alloc(&mut self, a: &decode::Alloc) {
+        let img = self.image_for(a.pid);
+        self.allocate(img, a.addr, a.size, a.stack, a.func);
+        self.sample_timeline(img, a.time);
+    }
+
+    fn realloc(&mut self, r: &decode::Realloc) {
+        let img = self.image_for(r.pid);
+        // realloc(p, 0) that returned NULL freed p; a NULL result with a size is
+        // a failed realloc and p stays live.
+        let freed_old = r.old != 0 && (r.new != 0 || r.size == 0);
+        if freed_old && self.release(img, r.old, r.stack).is_none() {
+            self.images[img].unknown_frees += 1;
+        }
+        if r.new != 0 {
+            self.allocate(img, r.new, r.size, r.stack, r.func);
+        }
+        self.sample_timeline(img, r.time);
+    }
+
     fn free(&mut self, f: &decode::Free) {
         let img = self.image_for(f.pid);
         let block = self.release(img, f.addr, f.stack);
         if block.is_none() {
             self.images[img].unknown_frees += 1;
         }
+        self.sample_timeline(img, f.time);
         if f.flags & wire::FREE_MISMATCHED == 0 {
             return;
         }
@@ -700,7 +849,7 @@ impl Analyzer {
         let img = self.image_for(b.pid);
         let image = &self.images[img];
         let call = call_name(b.func);
-        let (kind, alloc_func, pending) = if let Some(freed) = self.freed.get(img, b.addr) {
+        let (kind, alloc_func, pending) = if let Some(freed) = self.freed_block(img, b.addr) {
             (
                 ErrorKind::DoubleFree,
                 freed.alloc_func,
@@ -766,6 +915,14 @@ impl Analyzer {
             },
             || pending,
         );
+    }
+
+    /// The block freed last at `addr` in `img`, if remembered and not allocated again since.
+    fn freed_block(&self, img: usize, addr: u64) -> Option<FreedBlock> {
+        if self.images[img].live.contains_key(&addr) {
+            return None;
+        }
+        self.freed.get(img, addr)
     }
 
     /// The path of the module whose segments contain `addr` (a global variable).
@@ -1015,6 +1172,29 @@ impl Analyzer {
     }
 }
 
+/// Why a trace read as a stream ([`Analyzer::feed_trace_from`]) could not be fed.
+#[derive(Debug, thiserror::Error)]
+pub enum TraceError {
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Reads until `buf` is full or the input ends; returns the bytes read.
+fn fill(input: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match input.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
 /// Turns (image, stack id) into report frames, symbolizing each pc once.
 struct StackResolver<'a, S: SymbolSource> {
     analyzer: &'a Analyzer,
@@ -1023,13 +1203,14 @@ struct StackResolver<'a, S: SymbolSource> {
     cache: HashMap<(u32, u64, bool), Vec<SymbolizedFrame>>,
 }
 
-impl<S: SymbolSource> StackResolver<'_, S> {
+impl<'a, S: SymbolSource> StackResolver<'a, S> {
     /// The image's definition of `id`, or an ancestor's for stacks a forked child inherited.
-    fn lookup(&self, mut img: usize, id: u32) -> Option<&Arc<[ResolvedPc]>> {
+    fn lookup(&self, mut img: usize, id: u32) -> Option<&'a [ResolvedPc]> {
+        let images = &self.analyzer.images;
         loop {
-            let image = &self.analyzer.images[img];
-            if let Some(s) = image.stacks.get(&id) {
-                return Some(s);
+            let image = &images[img];
+            if let Some(range) = image.stacks.get(&id) {
+                return Some(&image.stack_frames[range.clone()]);
             }
             img = image.parent?;
         }
@@ -1043,7 +1224,7 @@ impl<S: SymbolSource> StackResolver<'_, S> {
     /// With `starts_at_pc`, frame 0 is a faulting pc, symbolized as is rather than as the
     /// call instruction before a return address.
     fn stack_from(&mut self, img: usize, id: u32, starts_at_pc: bool) -> Stack {
-        let Some(pcs) = self.lookup(img, id).cloned() else {
+        let Some(pcs) = self.lookup(img, id) else {
             return Vec::new();
         };
         let limit = match self.analyzer.options.num_callers {

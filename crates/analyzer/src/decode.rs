@@ -266,17 +266,22 @@ impl<'a> Payload<'a> {
                 self.pos = end;
                 Ok(s)
             }
-            None => Err(DecodeError::corrupt(
-                self.record_offset,
-                format!(
-                    "record of kind {} is too short ({} payload bytes, field at {} needs {})",
-                    self.kind,
-                    self.bytes.len(),
-                    self.pos,
-                    n
-                ),
-            )),
+            None => Err(self.too_short(n)),
         }
+    }
+    #[cold]
+    #[inline(never)]
+    fn too_short(&self, n: usize) -> DecodeError {
+        DecodeError::corrupt(
+            self.record_offset,
+            format!(
+                "record of kind {} is too short ({} payload bytes, field at {} needs {})",
+                self.kind,
+                self.bytes.len(),
+                self.pos,
+                n
+            ),
+        )
     }
     fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
         let s = self.take(N)?;
@@ -340,46 +345,203 @@ fn text(bytes: &[u8]) -> String {
 /// `bytes` may extend past the record; if it ends before the record does, the result is
 /// [`DecodeError::Truncated`].
 pub fn decode_record(bytes: &[u8], offset: u64) -> Result<(Event, usize), DecodeError> {
-    let Some(header) = bytes.get(..wire::RECORD_HEADER_LEN) else {
+    let (record_kind, record) = record_at(bytes, offset)?;
+    let event = decode_payload(record_kind, &record[wire::RECORD_HEADER_LEN..], offset)?;
+    Ok((event, record.len()))
+}
+
+/// The record at the start of `bytes`, its header checked: its kind and its whole bytes
+/// (header included). The payload is not looked at; see [`decode_payload`].
+#[inline]
+pub fn record_at(bytes: &[u8], offset: u64) -> Result<(u16, &[u8]), DecodeError> {
+    let Some(header) = bytes.first_chunk::<{ wire::RECORD_HEADER_LEN }>() else {
         return Err(DecodeError::Truncated { offset });
     };
     let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
     let record_kind = u16::from_le_bytes([header[4], header[5]]);
-    if !len.is_multiple_of(8) {
-        return Err(DecodeError::corrupt(
-            offset,
-            format!("record length {len} is not a multiple of 8"),
-        ));
+    if !len.is_multiple_of(8) || !(wire::RECORD_HEADER_LEN..=wire::MAX_RECORD_LEN).contains(&len) {
+        return Err(bad_length(len, offset));
     }
-    if len < wire::RECORD_HEADER_LEN {
-        return Err(DecodeError::corrupt(
-            offset,
-            format!("record length {len} is shorter than the record header"),
-        ));
+    match bytes.get(..len) {
+        Some(record) => Ok((record_kind, record)),
+        None => Err(DecodeError::Truncated { offset }),
     }
-    if len > wire::MAX_RECORD_LEN {
-        return Err(DecodeError::corrupt(
-            offset,
-            format!(
-                "record length {len} exceeds the maximum of {}",
-                wire::MAX_RECORD_LEN
-            ),
-        ));
-    }
-    let Some(record) = bytes.get(..len) else {
-        return Err(DecodeError::Truncated { offset });
+}
+
+#[cold]
+#[inline(never)]
+fn bad_length(len: usize, offset: u64) -> DecodeError {
+    let reason = if !len.is_multiple_of(8) {
+        format!("record length {len} is not a multiple of 8")
+    } else if len < wire::RECORD_HEADER_LEN {
+        format!("record length {len} is shorter than the record header")
+    } else {
+        format!(
+            "record length {len} exceeds the maximum of {}",
+            wire::MAX_RECORD_LEN
+        )
     };
+    DecodeError::corrupt(offset, reason)
+}
+
+/// The fixed-size payloads of the hot records (ALLOC, FREE, REALLOC: nearly every record of
+/// a trace) are read with one bounds check, into plain values: no [`Payload`] cursor, no
+/// `Result` per field. `N` is the layout's length in [`wire`].
+#[inline(always)]
+fn fixed<const N: usize>(
+    payload: &[u8],
+    record_kind: u16,
+    offset: u64,
+) -> Result<&[u8; N], DecodeError> {
+    match payload.first_chunk::<N>() {
+        Some(fields) => Ok(fields),
+        None => Err(fixed_too_short(record_kind, payload.len(), N, offset)),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn fixed_too_short(record_kind: u16, have: usize, need: usize, offset: u64) -> DecodeError {
+    DecodeError::corrupt(
+        offset,
+        format!("record of kind {record_kind} is too short ({have} payload bytes, needs {need})"),
+    )
+}
+
+/// Little-endian fields at constant offsets of a checked fixed-size payload (after
+/// inlining, the slicing has no run-time check left).
+#[inline(always)]
+fn le_u64<const N: usize>(b: &[u8; N], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
+}
+#[inline(always)]
+fn le_u32<const N: usize>(b: &[u8; N], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
+}
+#[inline(always)]
+fn le_u16<const N: usize>(b: &[u8; N], at: usize) -> u16 {
+    u16::from_le_bytes(b[at..at + 2].try_into().unwrap())
+}
+
+impl Alloc {
+    /// Decodes an ALLOC payload ([`wire::ALLOC_LEN`] bytes; more are ignored). `offset` is
+    /// the record's, for the error.
+    #[inline]
+    pub fn decode(payload: &[u8], offset: u64) -> Result<Alloc, DecodeError> {
+        let b = fixed::<{ wire::ALLOC_LEN }>(payload, kind::ALLOC, offset)?;
+        Ok(Alloc {
+            pid: le_u32(b, 0),
+            tid: le_u32(b, 4),
+            addr: le_u64(b, 8),
+            size: le_u64(b, 16),
+            stack: le_u32(b, 24),
+            func: b[28],
+            family: b[29],
+            flags: le_u16(b, 30),
+            time: le_u64(b, 32),
+        })
+    }
+}
+
+impl Free {
+    /// Decodes a FREE payload ([`wire::FREE_LEN`] bytes).
+    #[inline]
+    pub fn decode(payload: &[u8], offset: u64) -> Result<Free, DecodeError> {
+        let b = fixed::<{ wire::FREE_LEN }>(payload, kind::FREE, offset)?;
+        Ok(Free {
+            pid: le_u32(b, 0),
+            tid: le_u32(b, 4),
+            addr: le_u64(b, 8),
+            stack: le_u32(b, 16),
+            func: b[20],
+            block_family: b[21],
+            flags: le_u16(b, 22),
+            time: le_u64(b, 24),
+        })
+    }
+}
+
+impl Realloc {
+    /// Decodes a REALLOC payload ([`wire::REALLOC_LEN`] bytes).
+    #[inline]
+    pub fn decode(payload: &[u8], offset: u64) -> Result<Realloc, DecodeError> {
+        let b = fixed::<{ wire::REALLOC_LEN }>(payload, kind::REALLOC, offset)?;
+        Ok(Realloc {
+            pid: le_u32(b, 0),
+            tid: le_u32(b, 4),
+            old: le_u64(b, 8),
+            new: le_u64(b, 16),
+            size: le_u64(b, 24),
+            stack: le_u32(b, 32),
+            func: b[36],
+            // b[37]: reserved
+            flags: le_u16(b, 38),
+            time: le_u64(b, 40),
+        })
+    }
+}
+
+/// A STACK_DEF record read in place: its frames stay in the record's bytes, so the analyzer
+/// stores them without a `Vec` per stack (a recursive program defines millions of stacks).
+pub struct StackDefRef<'a> {
+    pub pid: u32,
+    pub id: u32,
+    /// `nframes` × pc u64, checked to fit.
+    frames: &'a [u8],
+}
+
+impl<'a> StackDefRef<'a> {
+    /// Decodes a STACK_DEF payload; `offset` is the record's, for the error.
+    pub fn decode(payload: &'a [u8], offset: u64) -> Result<Self, DecodeError> {
+        StackDefRef::read(&mut Payload {
+            bytes: payload,
+            pos: 0,
+            record_offset: offset,
+            kind: kind::STACK_DEF,
+        })
+    }
+
+    fn read(p: &mut Payload<'a>) -> Result<Self, DecodeError> {
+        let pid = p.u32()?;
+        let id = p.u32()?;
+        let nframes = p.u32()? as usize;
+        let _reserved = p.u32()?;
+        p.check_count(nframes, 8, "frames")?;
+        Ok(StackDefRef {
+            pid,
+            id,
+            frames: p.take(nframes * 8)?,
+        })
+    }
+
+    /// Return addresses, innermost first.
+    pub fn frames(&self) -> impl ExactSizeIterator<Item = u64> + 'a {
+        self.frames
+            .chunks_exact(8)
+            .map(|pc| u64::from_le_bytes(pc.try_into().unwrap()))
+    }
+}
+
+/// Decodes the payload of a record of kind `record_kind` whose header [`record_at`] checked.
+/// `offset` is the record's, for errors.
+pub fn decode_payload(record_kind: u16, payload: &[u8], offset: u64) -> Result<Event, DecodeError> {
+    match record_kind {
+        kind::ALLOC => return Alloc::decode(payload, offset).map(Event::Alloc),
+        kind::FREE => return Free::decode(payload, offset).map(Event::Free),
+        kind::REALLOC => return Realloc::decode(payload, offset).map(Event::Realloc),
+        _ => {}
+    }
     let mut p = Payload {
-        bytes: &record[wire::RECORD_HEADER_LEN..],
+        bytes: payload,
         pos: 0,
         record_offset: offset,
         kind: record_kind,
     };
-    let event = decode_payload(record_kind, &mut p)?;
-    Ok((event, len))
+    decode_other(record_kind, &mut p)
 }
 
-fn decode_payload(record_kind: u16, p: &mut Payload) -> Result<Event, DecodeError> {
+/// Every record but the hot three, field by field.
+fn decode_other(record_kind: u16, p: &mut Payload) -> Result<Event, DecodeError> {
     Ok(match record_kind {
         kind::PROCESS_START => {
             let pid = p.u32()?;
@@ -448,59 +610,11 @@ fn decode_payload(record_kind: u16, p: &mut Payload) -> Result<Event, DecodeErro
             })
         }
         kind::STACK_DEF => {
-            let pid = p.u32()?;
-            let id = p.u32()?;
-            let nframes = p.u32()? as usize;
-            let _reserved = p.u32()?;
-            p.check_count(nframes, 8, "frames")?;
-            let mut frames = Vec::with_capacity(nframes);
-            for _ in 0..nframes {
-                frames.push(p.u64()?);
-            }
-            Event::StackDef(StackDef { pid, id, frames })
-        }
-        kind::ALLOC => Event::Alloc(Alloc {
-            pid: p.u32()?,
-            tid: p.u32()?,
-            addr: p.u64()?,
-            size: p.u64()?,
-            stack: p.u32()?,
-            func: p.u8()?,
-            family: p.u8()?,
-            flags: p.u16()?,
-            time: p.u64()?,
-        }),
-        kind::FREE => Event::Free(Free {
-            pid: p.u32()?,
-            tid: p.u32()?,
-            addr: p.u64()?,
-            stack: p.u32()?,
-            func: p.u8()?,
-            block_family: p.u8()?,
-            flags: p.u16()?,
-            time: p.u64()?,
-        }),
-        kind::REALLOC => {
-            let pid = p.u32()?;
-            let tid = p.u32()?;
-            let old = p.u64()?;
-            let new = p.u64()?;
-            let size = p.u64()?;
-            let stack = p.u32()?;
-            let func = p.u8()?;
-            let _reserved = p.u8()?;
-            let flags = p.u16()?;
-            let time = p.u64()?;
-            Event::Realloc(Realloc {
-                pid,
-                tid,
-                old,
-                new,
-                size,
-                stack,
-                func,
-                flags,
-                time,
+            let s = StackDefRef::read(p)?;
+            Event::StackDef(StackDef {
+                pid: s.pid,
+                id: s.id,
+                frames: s.frames().collect(),
             })
         }
         kind::BAD_FREE => {

@@ -25,7 +25,7 @@ pub mod timeline;
 pub mod wire;
 pub mod xml;
 
-pub use analysis::{Analyzer, AnalyzerOptions, SymbolSource};
+pub use analysis::{Analyzer, AnalyzerOptions, SymbolSource, TraceError};
 pub use baseline::Baseline;
 pub use decode::{read_trace, DecodeError, Event, TraceRecords, TraceWriter};
 pub use html::{render_html, HtmlOptions};

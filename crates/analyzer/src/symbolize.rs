@@ -120,7 +120,7 @@ impl Symbolizer {
         if let Some(frames) = self.results.get(&(index, probe)) {
             return frames.clone();
         }
-        let frames = match &self.modules[index] {
+        let frames = match &mut self.modules[index] {
             Some(info) => info.lookup(probe),
             None => vec![SymbolizedFrame::unknown()],
         };
@@ -158,6 +158,9 @@ type Reader = gimli::EndianSlice<'static, gimli::RunTimeEndian>;
 struct ModuleDebugInfo {
     dwarf: Option<addr2line::Context<Reader>>,
     symbols: SymbolTable,
+    /// Raw (mangled) name → demangled name: a function has many addresses, and demangling
+    /// costs more than the DWARF lookup.
+    demangled: HashMap<String, String>,
     _backing: Backing,
 }
 
@@ -209,13 +212,23 @@ impl ModuleDebugInfo {
         Some(ModuleDebugInfo {
             dwarf,
             symbols,
+            demangled: HashMap::new(),
             _backing: backing,
         })
     }
 
     /// Frames for ELF virtual address `probe`, innermost first.
-    fn lookup(&self, probe: u64) -> Vec<SymbolizedFrame> {
+    fn lookup(&mut self, probe: u64) -> Vec<SymbolizedFrame> {
         let mut frames = Vec::new();
+        let demangled = &mut self.demangled;
+        let mut demangle = |name: &str| match demangled.get(name) {
+            Some(d) => d.clone(),
+            None => {
+                let d = demangle(name);
+                demangled.insert(name.to_owned(), d.clone());
+                d
+            }
+        };
         if let Some(dwarf) = &self.dwarf {
             if let Ok(mut iter) = dwarf.find_frames(probe).skip_all_loads() {
                 while let Ok(Some(frame)) = iter.next() {
@@ -242,11 +255,11 @@ impl ModuleDebugInfo {
             Some(outermost) => {
                 outermost.inlined = false;
                 if outermost.function.is_none() {
-                    outermost.function = self.symbols.lookup(probe).map(demangle);
+                    outermost.function = self.symbols.lookup(probe).map(&mut demangle);
                 }
             }
             None => frames.push(SymbolizedFrame {
-                function: self.symbols.lookup(probe).map(demangle),
+                function: self.symbols.lookup(probe).map(&mut demangle),
                 ..SymbolizedFrame::unknown()
             }),
         }

@@ -504,6 +504,27 @@ fn reallocated_address_is_no_longer_a_double_free() {
     assert_eq!(r.errors[0].block.as_ref().unwrap().offset, 4);
 }
 
+/// The freed history is not cleared when an address is allocated again (that would cost a
+/// cache miss per allocation): a live block must still win over its address's past.
+#[test]
+fn a_block_allocated_again_at_a_freed_address_is_not_a_double_free() {
+    let mut t = Trace::main(10);
+    t.alloc(10, 0x1000, 16, 1)
+        .free(10, 0x1000, 2)
+        .alloc(10, 0x1000, 24, 3)
+        .bad_free(10, 0x1000, 3) // live: not a double free (the shim owns it)
+        .free(10, 0x1000, 2)
+        .bad_free(10, 0x1000, 1) // freed twice now: the second allocation's block
+        .exit(10, 0);
+    let r = t.report();
+    assert_eq!(r.errors.len(), 2, "{:?}", r.errors);
+    assert_eq!(r.errors[0].kind, ErrorKind::InvalidFree);
+    let block = r.errors[0].block.as_ref().unwrap();
+    assert_eq!((block.offset, block.size), (0, 24));
+    assert_eq!(r.errors[1].kind, ErrorKind::DoubleFree);
+    assert_eq!(r.errors[1].block.as_ref().unwrap().size, 24);
+}
+
 #[test]
 fn mismatched_free_names_both_calls_and_releases_the_block() {
     let mut t = Trace::main(10);
@@ -818,6 +839,79 @@ fn corrupt_trace_is_an_error_naming_the_offset() {
     assert_eq!(
         err.to_string(),
         format!("truncated record at offset {offset}")
+    );
+}
+
+/// `report` streams the file a buffer (1 MiB) at a time: records cut by a buffer's end, a
+/// file cut anywhere, and corrupt records read exactly as they do from the whole file.
+#[test]
+fn a_trace_read_as_a_stream_reads_like_the_whole_file() {
+    let mut t = Trace::main(10);
+    // Enough records of varying length to cross the buffer several times.
+    for i in 0..40_000u64 {
+        let addr = 0x10_0000 + (i % 3000) * 64;
+        if i % 7 == 0 {
+            let frames: Vec<u64> = (0..i % 13).map(|k| ra(0x1100 + k * 0x100)).collect();
+            t.stack(10, 100 + i as u32, &frames);
+        }
+        if i % 3000 < 2990 {
+            t.alloc(10, addr, i % 100, 1);
+        }
+        if i % 5 != 0 {
+            t.free(10, addr, 2);
+        }
+    }
+    t.exit(10, 0);
+    let bytes = t.bytes();
+    assert!(bytes.len() > 3 << 20, "{}", bytes.len());
+    let json = |a: Analyzer| a.finish(&mut FakeSymbols::standard()).to_json();
+
+    let mut whole = Analyzer::default();
+    whole.feed_trace(&bytes).unwrap();
+    let mut streamed = Analyzer::default();
+    streamed.feed_trace_from(&bytes[..]).unwrap();
+    assert_eq!(json(streamed), json(whole));
+
+    // Cut at, and around, buffer boundaries and elsewhere: the same error, naming the same
+    // offset, and the same events fed before it.
+    for cut in [
+        0,
+        5,
+        12,
+        16,
+        17,
+        1 << 20,
+        (1 << 20) + 3,
+        (1 << 20) + 8,
+        (2 << 20) - 1,
+        bytes.len() - 8,
+        bytes.len() - 1,
+    ] {
+        let mut whole = Analyzer::default();
+        let expected = whole.feed_trace(&bytes[..cut]);
+        let mut streamed = Analyzer::default();
+        let got = streamed.feed_trace_from(&bytes[..cut]);
+        match (&expected, &got) {
+            (Ok(()), Ok(())) => {}
+            (Err(e), Err(crate::TraceError::Decode(g))) => assert_eq!(e, g, "cut at {cut}"),
+            _ => panic!("cut at {cut}: {expected:?} vs {got:?}"),
+        }
+        assert_eq!(json(streamed), json(whole), "cut at {cut}");
+    }
+
+    // A corrupt record past the first buffer names its offset in the file.
+    let mut offset = wire::TRACE_HEADER_LEN;
+    let mut i = 0;
+    while offset < (3 << 20) / 2 {
+        offset += t.events[i].encode().len();
+        i += 1;
+    }
+    let mut bad = bytes.clone();
+    bad[offset..offset + 4].copy_from_slice(&12u32.to_le_bytes());
+    let err = Analyzer::default().feed_trace_from(&bad[..]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("corrupt trace at offset {offset}: record length 12 is not a multiple of 8")
     );
 }
 

@@ -425,8 +425,8 @@ fn run(
 }
 
 fn replay(path: PathBuf, report: ReportArgs) -> ExitCode {
-    let bytes = match std::fs::read(&path) {
-        Ok(b) => b,
+    let file = match std::fs::File::open(&path) {
+        Ok(f) => f,
         Err(e) => return fail(format!("cannot read '{}': {e}", path.display())),
     };
     let filters = match findings::Filters::load(&report) {
@@ -434,8 +434,13 @@ fn replay(path: PathBuf, report: ReportArgs) -> ExitCode {
         Err(e) => return fail(e),
     };
     let mut analyzer = fencepost_analyzer::Analyzer::new(analyzer_options(&report));
-    if let Err(e) = analyzer.feed_trace(&bytes) {
-        return fail(format!("'{}': {e}", path.display()));
+    // Streamed: a trace of gigabytes is read a buffer at a time, never held whole.
+    match analyzer.feed_trace_from(file) {
+        Ok(()) => {}
+        Err(fencepost_analyzer::TraceError::Io(e)) => {
+            return fail(format!("cannot read '{}': {e}", path.display()))
+        }
+        Err(e) => return fail(format!("'{}': {e}", path.display())),
     }
     let mut symbols = Symbolizer::new();
     let rep = analyzer.finish(&mut symbols);

@@ -126,45 +126,39 @@ impl Ring {
         self.u64_at(ring_off::DROPPED).load(Ordering::Relaxed)
     }
 
-    /// Takes the next published record into `out` (header included). Ok(false) when none
-    /// is ready.
-    pub fn next(&mut self, out: &mut Vec<u8>) -> Result<bool, RingError> {
+    /// Takes the published records at the tail into `out`, whole records laid end to end,
+    /// until one is not published yet or `out` holds at least `max_bytes`. Ok(false) when
+    /// none is ready. A bad record after good ones is reported by the next call.
+    ///
+    /// One batch costs one copy, one clear and one `tail` store, and usually one read of
+    /// the producers' contended `reserve` counter, where record by record each costs one.
+    pub fn next_batch(&mut self, out: &mut Vec<u8>, max_bytes: usize) -> Result<bool, RingError> {
+        out.clear();
         let tail = self.u64_at(ring_off::TAIL).load(Ordering::Relaxed);
-        let word = self.data_word(tail).load(Ordering::Acquire);
-        if word == 0 {
-            return Ok(false);
-        }
-        let (len, _kind) = wire::split_header(word);
-        let len = len as u64;
-        if len < wire::RECORD_HEADER_LEN as u64
-            || !len.is_multiple_of(8)
-            || len > wire::MAX_RECORD_LEN as u64
-        {
-            return Err(RingError::Corrupt {
-                pos: tail,
-                what: "bad record length",
-            });
-        }
-        // `reserve` is the producers' hot counter: re-read it only when the cached value
-        // cannot vouch for this record.
-        if tail + len > self.known_reserve {
-            self.known_reserve = self.u64_at(ring_off::RESERVE).load(Ordering::Acquire);
-            if tail + len > self.known_reserve {
-                return Err(RingError::Corrupt {
-                    pos: tail,
-                    what: "record runs past the reserved space",
-                });
+        let mut end = tail;
+        while end - tail < max_bytes as u64 {
+            let word = self.data_word(end).load(Ordering::Acquire);
+            if word == 0 {
+                break;
+            }
+            match self.check_record(end, word) {
+                Ok(len) => end += len,
+                Err(e) if end == tail => return Err(e),
+                Err(_) => break,
             }
         }
-        out.clear();
-        out.reserve(len as usize);
+        if end == tail {
+            return Ok(false);
+        }
+        out.reserve((end - tail) as usize);
         let data = unsafe { self.base.add(wire::RING_HEADER_SIZE) };
         let mut pos = tail;
-        let end = tail + len;
         while pos < end {
             let at = (pos & (self.cap - 1)) as usize;
             let n = ((end - pos) as usize).min(self.cap as usize - at);
-            // SAFETY: [at, at+n) is inside the data area; the producer published it.
+            // SAFETY: [at, at+n) is inside the data area; the producers published it (each
+            // record's header was loaded with acquire ordering above). It is copied out
+            // before anything reads it, and cleared before `tail` gives it back.
             unsafe {
                 out.extend_from_slice(std::slice::from_raw_parts(data.add(at), n));
                 std::ptr::write_bytes(data.add(at), 0, n);
@@ -173,6 +167,33 @@ impl Ring {
         }
         self.u64_at(ring_off::TAIL).store(end, Ordering::Release);
         Ok(true)
+    }
+
+    /// Validates the published header `word` of the record at `pos`; returns its length.
+    fn check_record(&mut self, pos: u64, word: u64) -> Result<u64, RingError> {
+        let (len, _kind) = wire::split_header(word);
+        let len = len as u64;
+        if len < wire::RECORD_HEADER_LEN as u64
+            || !len.is_multiple_of(8)
+            || len > wire::MAX_RECORD_LEN as u64
+        {
+            return Err(RingError::Corrupt {
+                pos,
+                what: "bad record length",
+            });
+        }
+        // `reserve` is the producers' hot counter: re-read it only when the cached value
+        // cannot vouch for this record.
+        if pos + len > self.known_reserve {
+            self.known_reserve = self.u64_at(ring_off::RESERVE).load(Ordering::Acquire);
+            if pos + len > self.known_reserve {
+                return Err(RingError::Corrupt {
+                    pos,
+                    what: "record runs past the reserved space",
+                });
+            }
+        }
+        Ok(len)
     }
 
     /// When every producer is dead and the record at the tail was reserved but never

@@ -115,6 +115,11 @@ impl Ring {
     }
 
     /// Records published but not consumed, or reserved and not yet published.
+    /// Data bytes the ring holds.
+    pub fn capacity(&self) -> u64 {
+        self.cap
+    }
+
     pub fn pending(&self) -> bool {
         self.u64_at(ring_off::RESERVE).load(Ordering::Acquire)
             != self.u64_at(ring_off::TAIL).load(Ordering::Relaxed)

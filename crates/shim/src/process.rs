@@ -450,7 +450,7 @@ extern "C" fn fork_prepare() {
     modules::lock();
     table::lock_all();
     guard::lock();
-    crate::interpose::fast_quarantine_lock();
+    crate::interpose::fast_quarantine::lock();
     arena::lock();
     let token =
         ((pid() as u64) << 32) | (FORK_COUNTER.fetch_add(1, Ordering::Relaxed) & 0xffff_ffff);
@@ -470,7 +470,7 @@ extern "C" fn fork_parent() {
         return;
     }
     arena::unlock();
-    crate::interpose::fast_quarantine_unlock();
+    crate::interpose::fast_quarantine::unlock();
     guard::unlock();
     table::unlock_all();
     modules::unlock();
@@ -484,7 +484,7 @@ extern "C" fn fork_child() {
         return;
     }
     arena::force_unlock();
-    crate::interpose::fast_quarantine_force_unlock();
+    crate::interpose::fast_quarantine::force_unlock();
     guard::force_unlock();
     table::reset_locks_after_fork();
     modules::force_unlock();

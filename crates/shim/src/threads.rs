@@ -136,6 +136,10 @@ fn key() -> u32 {
 }
 
 unsafe extern "C" fn on_thread_exit(value: *mut c_void) {
+    {
+        let _busy = crate::interpose::enter_raw();
+        crate::interpose::fast_quarantine::thread_exiting();
+    }
     let Some(entry) = (value as usize).checked_sub(1).and_then(|i| ENTRIES.get(i)) else {
         return;
     };

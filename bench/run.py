@@ -111,6 +111,13 @@ WORKLOADS = [
         ["100000"],
     ),
     Workload(
+        "live-million",
+        "scale: a million 16-48 byte blocks alive at once, then freed",
+        "live_million.c",
+        ["1000000"],
+        ["100000"],
+    ),
+    Workload(
         "python-dicts",
         "Debian's python3: build, sort, group and serialise a list of dicts",
         None,

@@ -7,8 +7,6 @@
 
 mod support;
 
-use std::process::Stdio;
-
 use support::*;
 
 /// The counts of one process's `fencepost: unwind check:` line.
@@ -49,21 +47,7 @@ fn run_with_unwinder(
     prog: &std::path::Path,
     args: &[&str],
 ) -> FencepostRun {
-    let json = scratch_dir(test).join("report.json");
-    let mut cmd = fencepost_command(options, &json, prog, args);
-    cmd.env("FENCEPOST_UNWIND", unwind)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let child = spawn_in_own_group(&mut cmd);
-    let (status, stdout, stderr) = wait_with_output(child, RUN_TIMEOUT, test);
-    let report = Report::read(&json, &stderr);
-    FencepostRun {
-        status,
-        stdout,
-        stderr,
-        report,
-    }
+    run_fencepost_env(test, options, prog, args, &[("FENCEPOST_UNWIND", unwind)])
 }
 
 /// Every walk of the run was compared, none differed, and most finished from the memo.

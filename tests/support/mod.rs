@@ -93,9 +93,21 @@ pub fn run_fencepost(
     prog: &Path,
     args: &[&str],
 ) -> FencepostRun {
+    run_fencepost_env(test_name, options, prog, args, &[])
+}
+
+/// As [`run_fencepost`], with extra environment variables for fencepost and the program.
+pub fn run_fencepost_env(
+    test_name: &str,
+    options: &[&str],
+    prog: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> FencepostRun {
     let json = scratch_dir(test_name).join("report.json");
     let mut cmd = fencepost_command(options, &json, prog, args);
-    cmd.stdin(Stdio::null())
+    cmd.envs(env.iter().copied())
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let child = spawn_in_own_group(&mut cmd);

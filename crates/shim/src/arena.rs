@@ -49,6 +49,33 @@ fn reserve() -> bool {
     false
 }
 
+/// The table `slot` points to, made on first use: `len` zeroed entries of `T` (for which
+/// all-zero bytes must be a valid value). Threads racing to make it agree on one; the
+/// others' chunks go back. Null when out of space (the caller does without the table).
+pub fn shared_table<T>(slot: &core::sync::atomic::AtomicPtr<T>, len: usize) -> *mut T {
+    let p = slot.load(Ordering::Acquire);
+    if !p.is_null() {
+        return p;
+    }
+    let bytes = len * core::mem::size_of::<T>();
+    let fresh = alloc(bytes) as *mut T;
+    if fresh.is_null() {
+        return fresh;
+    }
+    match slot.compare_exchange(
+        core::ptr::null_mut(),
+        fresh,
+        Ordering::AcqRel,
+        Ordering::Acquire,
+    ) {
+        Ok(_) => fresh,
+        Err(other) => {
+            free(fresh as *mut u8, bytes);
+            other
+        }
+    }
+}
+
 /// A zeroed chunk of at least `len` bytes (page aligned), or null when out of space.
 pub fn alloc(len: usize) -> *mut u8 {
     let class = class_of(len);

@@ -28,26 +28,7 @@ static USED: AtomicU32 = AtomicU32::new(0);
 pub static DEPTH: AtomicU32 = AtomicU32::new(24);
 
 fn slots() -> *mut Slot {
-    let p = SLOTS_PTR.load(Ordering::Acquire);
-    if !p.is_null() {
-        return p;
-    }
-    let fresh = arena::alloc(SLOTS * core::mem::size_of::<Slot>()) as *mut Slot;
-    if fresh.is_null() {
-        return fresh;
-    }
-    match SLOTS_PTR.compare_exchange(
-        core::ptr::null_mut(),
-        fresh,
-        Ordering::AcqRel,
-        Ordering::Acquire,
-    ) {
-        Ok(_) => fresh,
-        Err(other) => {
-            arena::free(fresh as *mut u8, SLOTS * core::mem::size_of::<Slot>());
-            other
-        }
-    }
+    arena::shared_table(&SLOTS_PTR, SLOTS)
 }
 
 fn hash(pcs: &[u64]) -> u64 {
@@ -161,27 +142,7 @@ thread_local! {
 static HASH_OF: AtomicPtr<AtomicU64> = AtomicPtr::new(core::ptr::null_mut());
 
 fn hash_of_table() -> *const AtomicU64 {
-    let p = HASH_OF.load(Ordering::Acquire);
-    if !p.is_null() {
-        return p;
-    }
-    let bytes = SLOTS * core::mem::size_of::<AtomicU64>();
-    let fresh = arena::alloc(bytes) as *mut AtomicU64;
-    if fresh.is_null() {
-        return fresh;
-    }
-    match HASH_OF.compare_exchange(
-        core::ptr::null_mut(),
-        fresh,
-        Ordering::AcqRel,
-        Ordering::Acquire,
-    ) {
-        Ok(_) => fresh,
-        Err(other) => {
-            arena::free(fresh as *mut u8, bytes);
-            other
-        }
-    }
+    arena::shared_table(&HASH_OF, SLOTS)
 }
 
 /// The id of a stack by its hash in the table shared by all threads.

@@ -728,28 +728,9 @@ const RULE_MASK: u64 = (1 << Rule::BITS) - 1;
 
 static RULES: AtomicPtr<AtomicU64> = AtomicPtr::new(core::ptr::null_mut());
 
+/// The rule cache, or null (no memory: every frame takes the slow path).
 fn rules_table() -> *const AtomicU64 {
-    let p = RULES.load(Ordering::Acquire);
-    if !p.is_null() {
-        return p;
-    }
-    let bytes = SLOTS * core::mem::size_of::<AtomicU64>();
-    let fresh = arena::alloc(bytes) as *mut AtomicU64;
-    if fresh.is_null() {
-        return fresh; // no cache: every frame takes the slow path
-    }
-    match RULES.compare_exchange(
-        core::ptr::null_mut(),
-        fresh,
-        Ordering::AcqRel,
-        Ordering::Acquire,
-    ) {
-        Ok(_) => fresh,
-        Err(other) => {
-            arena::free(fresh as *mut u8, bytes);
-            other
-        }
-    }
+    arena::shared_table(&RULES, SLOTS)
 }
 
 /// The first slot for `addr`: its low 16 bits folded with the rest, by shifts and xors only

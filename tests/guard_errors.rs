@@ -687,3 +687,47 @@ fn past_the_guard_budget_blocks_get_canaries_and_an_overflow_is_found_at_free() 
     assert_eq!(error.alloc_line(&files), at("alloc"), "{context}");
     assert_eq!(error.free_line(&files), at("free"), "{context}");
 }
+
+#[test]
+fn guard_heap_works_when_process_madvise_is_refused() {
+    // The guard heap opens slots in batches with process_madvise; a seccomp profile (or a
+    // kernel) that refuses it leaves one madvise per slot, with the same findings.
+    let deny = prog("deny_process_madvise");
+    let run = run_fencepost_under("no_process_madvise", &deny, &[], &prog("overrun_read"), &[]);
+    assert_ran_on(&run, "sum done\n");
+    let error = the_one_error(&run.report);
+    assert_access_error(
+        &run.report,
+        &error,
+        &Expected {
+            source: "c/overrun_read.c",
+            kind: "heap-buffer-overflow",
+            op: "read",
+            size: 1,
+            block_size: 13,
+            offset: 13,
+            at: "bad_read",
+            alloc: "alloc",
+            free: None,
+            count: 1,
+        },
+    );
+    assert_books_balance(&run.report);
+
+    // Many blocks of many sizes from many threads, freed across threads: all balance.
+    let churn = run_fencepost_under(
+        "no_process_madvise_threads",
+        &deny,
+        &[],
+        &prog("threads_cross_free"),
+        &[],
+    );
+    assert_eq!(churn.code(), 0, "{}", churn.stderr);
+    assert_eq!(churn.stdout, "freed 50000\n");
+    assert!(
+        churn.report.errors().is_empty(),
+        "{}",
+        churn.report.pretty()
+    );
+    assert_books_balance(&churn.report);
+}

@@ -106,8 +106,29 @@ pub fn run_fencepost_env(
 ) -> FencepostRun {
     let json = scratch_dir(test_name).join("report.json");
     let mut cmd = fencepost_command(options, &json, prog, args);
-    cmd.envs(env.iter().copied())
-        .stdin(Stdio::null())
+    cmd.envs(env.iter().copied());
+    complete_run(cmd, &json, prog)
+}
+
+/// As [`run_fencepost`], with fencepost started by `wrapper` (`wrapper fencepost run ...`):
+/// a launcher that changes what the process may do before it execs its arguments.
+pub fn run_fencepost_under(
+    test_name: &str,
+    wrapper: &Path,
+    options: &[&str],
+    prog: &Path,
+    args: &[&str],
+) -> FencepostRun {
+    let json = scratch_dir(test_name).join("report.json");
+    let inner = fencepost_command(options, &json, prog, args);
+    let mut cmd = Command::new(wrapper);
+    cmd.arg(inner.get_program()).args(inner.get_args());
+    complete_run(cmd, &json, prog)
+}
+
+/// Runs a prepared `fencepost run` command to its end and reads the report at `json`.
+fn complete_run(mut cmd: Command, json: &Path, prog: &Path) -> FencepostRun {
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let child = spawn_in_own_group(&mut cmd);
@@ -116,7 +137,7 @@ pub fn run_fencepost_env(
         RUN_TIMEOUT,
         &format!("fencepost run {}", prog.display()),
     );
-    let report = Report::read(&json, &stderr);
+    let report = Report::read(json, &stderr);
     FencepostRun {
         status,
         stdout,

@@ -115,6 +115,13 @@ fn recipes() -> Vec<Recipe> {
         c("unwind_mix"),
         // The exit scan around untouched pages of big blocks (tests/leak_reports.rs).
         c("sparse_blocks"),
+        // Runs a command with process_madvise refused (tests/guard_errors.rs).
+        Recipe {
+            output: "deny_process_madvise",
+            source: "c/deny_process_madvise.c".into(),
+            compiler: "gcc",
+            flags: &["-O2"],
+        },
         Recipe {
             output: "unwind_mix_O2",
             source: "c/unwind_mix.c".into(),

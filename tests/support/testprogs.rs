@@ -60,6 +60,7 @@ fn recipes() -> Vec<Recipe> {
         c("outlive_analyzer"),
         c("sigkill_wait"),
         c("fork_leak"),
+        c("fork_quarantine"),
         c("dlopen_leak"),
         Recipe {
             output: "libleaky.so",

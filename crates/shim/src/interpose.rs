@@ -892,7 +892,27 @@ pub mod fast_quarantine {
     pub fn unlock() {
         ORPHANS.lock.unlock();
     }
-    pub fn force_unlock() {
+    /// In the child after fork: only this thread's FIFO and the orphans are left (the other
+    /// threads' FIFOs belong to threads the child does not have; their blocks stay out of
+    /// glibc's hands). The shared volume counts what is left, or the child would find it
+    /// over budget forever and quarantine nothing.
+    pub fn after_fork_in_child() {
         ORPHANS.lock.force_unlock();
+        let mut bytes = 0;
+        let f = MINE.with(|m| m.get());
+        if !f.is_null() {
+            // SAFETY: this thread's FIFO.
+            bytes += unsafe { (*f).bytes };
+        }
+        // SAFETY: one thread is left, and the lock was just reset.
+        let mut o = unsafe { (*ORPHANS.list.get()).0 };
+        while !o.is_null() {
+            // SAFETY: orphans stay valid until emptied under the lock.
+            unsafe {
+                bytes += (*o).bytes;
+                o = (*o).next;
+            }
+        }
+        TOTAL_BYTES.store(bytes, Ordering::Relaxed);
     }
 }

@@ -484,7 +484,7 @@ extern "C" fn fork_child() {
         return;
     }
     arena::force_unlock();
-    crate::interpose::fast_quarantine::force_unlock();
+    crate::interpose::fast_quarantine::after_fork_in_child();
     guard::force_unlock();
     table::reset_locks_after_fork();
     modules::force_unlock();

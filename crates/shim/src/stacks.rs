@@ -31,12 +31,28 @@ fn slots() -> *mut Slot {
     arena::shared_table(&SLOTS_PTR, SLOTS)
 }
 
+/// The stack's identity: 64 bits that stand for its frames everywhere (the shared table
+/// and `HASH_OF` compare nothing else). Two lanes, even and odd frames, so that the
+/// multiply chain is half as long; each step is a full-width multiply and a rotation, and
+/// the lanes are folded with murmur3's finaliser.
 fn hash(pcs: &[u64]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ pcs.len() as u64;
-    for &pc in pcs {
-        h = (h ^ pc).wrapping_mul(0x0100_0000_01b3).rotate_left(23);
+    const K0: u64 = 0x9E37_79B9_7F4A_7C15;
+    const K1: u64 = 0xC2B2_AE3D_27D4_EB4F;
+    let mut a: u64 = 0xcbf2_9ce4_8422_2325 ^ pcs.len() as u64;
+    let mut b: u64 = 0x1656_67b1_9e37_79f9;
+    let mut pairs = pcs.chunks_exact(2);
+    for pair in &mut pairs {
+        a = (a ^ pair[0]).wrapping_mul(K0).rotate_left(29);
+        b = (b ^ pair[1]).wrapping_mul(K1).rotate_left(31);
     }
-    h = (h ^ (h >> 33)).wrapping_mul(0xff51_afd7_ed55_8ccd);
+    if let [last] = pairs.remainder() {
+        a = (a ^ last).wrapping_mul(K0).rotate_left(29);
+    }
+    let mut h = a ^ b.wrapping_mul(K0).rotate_left(27);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
     h ^= h >> 33;
     h.max(2) // 0 means empty
 }

@@ -117,27 +117,26 @@ fn assert_ran_on(run: &FencepostRun, stdout: &str) {
     assert_eq!(run.report.exit(), Ok(0));
 }
 
+/// testprogs/c/overrun_read.c's one error: `buf[13]` read from a 13-byte block.
+const OVERRUN_READ: Expected = Expected {
+    source: "c/overrun_read.c",
+    kind: "heap-buffer-overflow",
+    op: "read",
+    size: 1,
+    block_size: 13,
+    offset: 13,
+    at: "bad_read",
+    alloc: "alloc",
+    free: None,
+    count: 1,
+};
+
 #[test]
 fn off_by_one_read_is_an_overflow_at_the_reading_line() {
     let run = run_fencepost("overrun_read", &[], &prog("overrun_read"), &[]);
     assert_ran_on(&run, "sum done\n");
     let error = the_one_error(&run.report);
-    assert_access_error(
-        &run.report,
-        &error,
-        &Expected {
-            source: "c/overrun_read.c",
-            kind: "heap-buffer-overflow",
-            op: "read",
-            size: 1,
-            block_size: 13,
-            offset: 13,
-            at: "bad_read",
-            alloc: "alloc",
-            free: None,
-            count: 1,
-        },
-    );
+    assert_access_error(&run.report, &error, &OVERRUN_READ);
     // The text report says it as memcheck would (docs: issue 3, "The text report").
     assert!(
         run.stderr
@@ -627,22 +626,7 @@ fn off_by_one_read_is_found_with_mprotect_guards_too() {
     );
     assert_ran_on(&run, "sum done\n");
     let error = the_one_error(&run.report);
-    assert_access_error(
-        &run.report,
-        &error,
-        &Expected {
-            source: "c/overrun_read.c",
-            kind: "heap-buffer-overflow",
-            op: "read",
-            size: 1,
-            block_size: 13,
-            offset: 13,
-            at: "bad_read",
-            alloc: "alloc",
-            free: None,
-            count: 1,
-        },
-    );
+    assert_access_error(&run.report, &error, &OVERRUN_READ);
 }
 
 #[test]
@@ -696,22 +680,7 @@ fn guard_heap_works_when_process_madvise_is_refused() {
     let run = run_fencepost_under("no_process_madvise", &deny, &[], &prog("overrun_read"), &[]);
     assert_ran_on(&run, "sum done\n");
     let error = the_one_error(&run.report);
-    assert_access_error(
-        &run.report,
-        &error,
-        &Expected {
-            source: "c/overrun_read.c",
-            kind: "heap-buffer-overflow",
-            op: "read",
-            size: 1,
-            block_size: 13,
-            offset: 13,
-            at: "bad_read",
-            alloc: "alloc",
-            free: None,
-            count: 1,
-        },
-    );
+    assert_access_error(&run.report, &error, &OVERRUN_READ);
     assert_books_balance(&run.report);
 
     // Many blocks of many sizes from many threads, freed across threads: all balance.

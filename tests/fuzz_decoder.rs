@@ -1,8 +1,9 @@
 //! The trace decoder on hostile input, in the test suite: a few seconds of seeded
 //! mutations (xorshift) of the real traces in fuzz/corpus/trace/ and of random bytes,
 //! through `decode::decode_record` and `Analyzer::feed_trace`. Neither may panic. The long
-//! run is `cargo +nightly fuzz run trace` (fuzz/), or this loop for longer:
-//! `FUZZ_SECONDS=600 cargo test --release --test fuzz_decoder -- --ignored`.
+//! run is `cargo +nightly fuzz run trace` (fuzz/), or this loop for longer: every loop
+//! here runs for `FUZZ_SECONDS` when it is set (`FUZZ_SECONDS=600 cargo test --release
+//! --test fuzz_decoder`), and a few seconds otherwise.
 
 use std::time::{Duration, Instant};
 
@@ -107,21 +108,21 @@ fn seed_traces_decode_cleanly() {
     }
 }
 
-#[test]
-fn mutated_traces_never_panic_short() {
-    let cases = fuzz_for(Duration::from_secs(3), 0x5eed_f00d);
-    assert!(cases > 100, "only {cases} cases ran");
-}
-
-#[test]
-#[ignore]
-fn mutated_traces_never_panic_long() {
+/// How long a fuzz loop runs: `FUZZ_SECONDS` when set, else `default` seconds.
+fn fuzz_duration(default: u64) -> Duration {
     let secs = std::env::var("FUZZ_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(600);
-    let cases = fuzz_for(Duration::from_secs(secs), 0x1234_5678_9abc_def1);
-    eprintln!("{cases} cases in {secs} s");
+        .unwrap_or(default);
+    Duration::from_secs(secs)
+}
+
+#[test]
+fn mutated_traces_never_panic() {
+    let duration = fuzz_duration(3);
+    let cases = fuzz_for(duration, 0x5eed_f00d);
+    eprintln!("{cases} cases in {} s", duration.as_secs());
+    assert!(cases > 100, "only {cases} cases ran");
 }
 
 // ---- the suppression parser ----
@@ -154,22 +155,13 @@ fn fuzz_suppressions_for(duration: Duration, seed: u64) -> u64 {
 }
 
 #[test]
-fn mutated_suppression_files_never_panic_short() {
+fn mutated_suppression_files_never_panic() {
     for seed in supp_corpus() {
         let text = String::from_utf8(seed).expect("utf-8 seed");
         fencepost_analyzer::suppress::SuppressionSet::parse(&text, "seed").expect("a seed parses");
     }
-    let cases = fuzz_suppressions_for(Duration::from_secs(2), 0x5eed_5abb);
+    let duration = fuzz_duration(2);
+    let cases = fuzz_suppressions_for(duration, 0x5eed_5abb);
+    eprintln!("{cases} cases in {} s", duration.as_secs());
     assert!(cases > 100, "only {cases} cases ran");
-}
-
-#[test]
-#[ignore]
-fn mutated_suppression_files_never_panic_long() {
-    let secs = std::env::var("FUZZ_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(600);
-    let cases = fuzz_suppressions_for(Duration::from_secs(secs), 0x0dd_5eed_0001);
-    eprintln!("{cases} cases in {secs} s");
 }

@@ -1244,58 +1244,6 @@ fn leak_kind_sets_parse_like_memcheck() {
     assert!(LeakKind::parse_set("definite,bogus").is_err());
 }
 
-/// Not a test of behaviour: how fast the analyzer digests alloc/free pairs
-/// (`cargo test --release -p fencepost-analyzer -- --ignored --nocapture throughput`).
-#[test]
-#[ignore]
-fn throughput_of_alloc_free_pairs() {
-    let pairs = 1_000_000u64;
-    let mut records = Vec::new();
-    for i in 0..pairs {
-        let addr = 0x1000 + (i % 5000) * 64;
-        records.extend(
-            Event::Alloc(Alloc {
-                pid: 10,
-                tid: 10,
-                addr,
-                size: 24,
-                stack: 1,
-                func: func::MALLOC,
-                family: family::MALLOC,
-                flags: 0,
-                time: i,
-            })
-            .encode(),
-        );
-        records.extend(
-            Event::Free(Free {
-                pid: 10,
-                tid: 10,
-                addr,
-                stack: 2,
-                func: func::FREE,
-                block_family: family::MALLOC,
-                flags: 0,
-                time: i,
-            })
-            .encode(),
-        );
-    }
-    let mut a = Analyzer::default();
-    let start = std::time::Instant::now();
-    let mut pos = 0;
-    while pos < records.len() {
-        pos += a.feed_record(&records[pos..], pos as u64).unwrap();
-    }
-    let elapsed = start.elapsed();
-    let r = a.finish(&mut FakeSymbols::standard());
-    assert_eq!(r.summary.frees, pairs);
-    println!(
-        "{} ns per alloc+free pair",
-        elapsed.as_nanos() / u128::from(pairs)
-    );
-}
-
 #[test]
 fn analyzer_and_report_can_move_to_the_consumer_thread() {
     fn is_send<T: Send>() {}

@@ -4,10 +4,6 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
-use std::time::Duration;
-
 use support::*;
 
 #[test]
@@ -77,32 +73,8 @@ fn programs_own_status_passes_through_when_no_error() {
 
 #[test]
 fn sigkilled_program_exits_137_and_reports_its_live_blocks_as_unreleased() {
-    let json = scratch_dir("sigkill").join("report.json");
-    let mut cmd = fencepost_command(&[], &json, &prog("sigkill_wait"), &[]);
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = spawn_in_own_group(&mut cmd);
-
     // The program says "ready <pid>" once its blocks are allocated.
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok(line) => line,
-        Err(_) => {
-            kill_9(&format!("-{}", child.id()));
-            panic!("sigkill_wait never said ready under fencepost");
-        }
-    };
-    let pid: u32 = line
-        .strip_prefix("ready ")
-        .and_then(|p| p.trim().parse().ok())
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+    let (child, json, pid) = start_sigkill_wait("sigkill");
     assert_ne!(
         pid,
         child.id(),

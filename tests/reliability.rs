@@ -176,20 +176,7 @@ fn shim_refuses_a_ring_fd_that_is_not_its_ring() {
 
 #[test]
 fn ring_memfd_is_readable_by_its_owner_only() {
-    let json = scratch_dir("memfd_mode").join("report.json");
-    let mut cmd = fencepost_command(&[], &json, &prog("sigkill_wait"), &[]);
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = spawn_in_own_group(&mut cmd);
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    let pid = line
-        .trim()
-        .strip_prefix("ready ")
-        .expect("ready line")
-        .to_owned();
+    let (child, _json, pid) = start_sigkill_wait("memfd_mode");
     let mut modes = Vec::new();
     for entry in std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()
@@ -202,7 +189,7 @@ fn ring_memfd_is_readable_by_its_owner_only() {
             modes.push(meta.permissions().mode() & 0o777);
         }
     }
-    kill_9(&pid);
+    kill_9(&pid.to_string());
     let _ = wait_with_output(child, Duration::from_secs(60), "memfd run");
     assert_eq!(
         modes.len(),

@@ -5,8 +5,6 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
 use std::time::Duration;
 
 use support::*;
@@ -92,16 +90,7 @@ fn cxx_thread_local_destructors_free_at_thread_exit() {
 
 #[test]
 fn sigint_to_fencepost_reaches_the_program_and_the_report_still_comes() {
-    let json = scratch_dir("sigint").join("report.json");
-    let mut cmd = fencepost_command(&[], &json, &prog("sigkill_wait"), &[]);
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = spawn_in_own_group(&mut cmd);
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).expect("read ready line");
-    assert!(line.starts_with("ready "), "{line:?}");
+    let (child, json, _pid) = start_sigkill_wait("sigint");
     // To fencepost only, as `kill -INT <pid>` does (not the terminal's group-wide ^C).
     let status = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])

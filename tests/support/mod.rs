@@ -146,6 +146,39 @@ fn complete_run(mut cmd: Command, json: &Path, prog: &Path) -> FencepostRun {
     }
 }
 
+/// `fencepost run --json OUT -- sigkill_wait` started in its own process group and
+/// waited on until the program prints `ready <pid>` (its blocks are allocated): the child
+/// (fencepost), the report's path and the program's pid. A program that never says it
+/// within a minute is killed and the test fails.
+pub fn start_sigkill_wait(test_name: &str) -> (Child, PathBuf, u32) {
+    use std::io::{BufRead, BufReader};
+    let json = scratch_dir(test_name).join("report.json");
+    let mut cmd = fencepost_command(&[], &json, &testprogs::prog("sigkill_wait"), &[]);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = spawn_in_own_group(&mut cmd);
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(line) => line,
+        Err(_) => {
+            kill_9(&format!("-{}", child.id()));
+            panic!("sigkill_wait never said ready under fencepost");
+        }
+    };
+    let pid = line
+        .strip_prefix("ready ")
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+    (child, json, pid)
+}
+
 /// The command line of `fencepost run`, for tests that drive the process themselves.
 pub fn fencepost_command(options: &[&str], json: &Path, prog: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(fencepost_bin());

@@ -318,10 +318,7 @@ impl FaultRecord {
         w.u8(0);
         w.u32(0);
         w.u64(self.time);
-        w.bytes(&self.insn);
-        for r in self.regs {
-            w.u64(r);
-        }
+        w.insn_and_regs(&self.insn, &self.regs);
     }
 }
 
@@ -354,10 +351,7 @@ impl FatalSignalRecord {
         w.u32(self.stack);
         w.u32(0);
         w.u64(self.time);
-        w.bytes(&self.insn);
-        for r in self.regs {
-            w.u64(r);
-        }
+        w.insn_and_regs(&self.insn, &self.regs);
     }
 }
 
@@ -454,5 +448,13 @@ impl<'a> PayloadWriter<'a> {
     }
     pub fn u64(&mut self, v: u64) {
         self.bytes(&v.to_le_bytes());
+    }
+    /// The tail of FAULT and FATAL_SIGNAL records: the instruction's bytes, then the
+    /// 17 general registers of the signal context.
+    pub fn insn_and_regs(&mut self, insn: &[u8; INSN_LEN], regs: &[u64; 17]) {
+        self.bytes(insn);
+        for &r in regs {
+            self.u64(r);
+        }
     }
 }

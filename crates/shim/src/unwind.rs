@@ -60,19 +60,18 @@ pub fn capture_stack(out: &mut [u64], skip: usize) -> usize {
             options(nomem, nostack, preserves_flags),
         );
     }
-    let mut walk = Walk {
-        out,
-        n: 0,
-        skip,
-        skip_at_start: skip,
-    };
+    let mut walk = Walk { out, n: 0, skip };
     match mode() {
         // Everything at or below this frame's stack pointer is the shim's own.
         Mode::Libgcc => libgcc::finish(&mut walk, 0, sp),
-        Mode::Cfi => walk_cfi(&mut walk, pc, sp, fp),
-        Mode::Check => {
+        Mode::Cfi => {
             walk_cfi(&mut walk, pc, sp, fp);
-            check_against_plain(&walk, pc, sp, fp);
+        }
+        Mode::Check => {
+            if walk_cfi(&mut walk, pc, sp, fp) {
+                REPLAYED.fetch_add(1, Ordering::Relaxed);
+            }
+            check_against_plain(&walk, skip, pc, sp, fp);
         }
     }
     walk.n
@@ -97,7 +96,6 @@ struct Walk<'a> {
     out: &'a mut [u64],
     n: usize,
     skip: usize,
-    skip_at_start: usize,
 }
 
 impl Walk<'_> {
@@ -156,14 +154,13 @@ fn mode() -> Mode {
 /// `FENCEPOST_UNWIND=check`: walks again without the memo and says so on stderr when the
 /// two walks differ.
 #[cold]
-fn check_against_plain(walk: &Walk, pc: u64, sp: u64, fp: u64) {
+fn check_against_plain(walk: &Walk, skip: usize, pc: u64, sp: u64, fp: u64) {
     let mut again = [0u64; 320];
     let len = walk.out.len().min(again.len());
     let mut plain = Walk {
         out: &mut again[..len],
         n: 0,
-        skip: walk.skip_at_start,
-        skip_at_start: walk.skip_at_start,
+        skip,
     };
     walk_from(
         &mut plain,
@@ -249,7 +246,9 @@ impl Line<'_> {
 /// same stack pointer and registers, and every return address (and saved rbp) the last walk
 /// read from there on is still in its place, the rest of the stack is taken from the memo
 /// instead of being walked again.
-fn walk_cfi(walk: &mut Walk, pc: u64, sp: u64, fp: u64) {
+///
+/// Returns whether the walk was finished from the memo.
+fn walk_cfi(walk: &mut Walk, pc: u64, sp: u64, fp: u64) -> bool {
     let memo = MEMO.with(|m| m.get());
     // SAFETY: this thread's memo. `busy` keeps a walk nested in this one (a signal handler
     // interrupting it) out of it, so there is one live reference at a time.
@@ -260,11 +259,12 @@ fn walk_cfi(walk: &mut Walk, pc: u64, sp: u64, fp: u64) {
             State::start(pc, sp, fp),
             sp.saturating_add(STACK_SPAN),
         );
-        return;
+        return false;
     }
     memo.busy = true;
-    walk_memo(walk, memo, pc, sp, fp);
+    let replayed = walk_memo(walk, memo, pc, sp, fp);
     memo.busy = false;
+    replayed
 }
 
 /// Where a walk stands: the frame whose stack pointer is `sp`, executing `at` (its return
@@ -368,7 +368,7 @@ fn walk_from(walk: &mut Walk, mut st: State, limit: u64) {
 
 /// The walk with this thread's memo: walks fresh until it meets the last walk, then replays
 /// the last walk from there, and leaves the memo describing this walk.
-fn walk_memo(walk: &mut Walk, memo: &mut Memo, pc: u64, sp: u64, fp: u64) {
+fn walk_memo(walk: &mut Walk, memo: &mut Memo, pc: u64, sp: u64, fp: u64) -> bool {
     let limit = sp.saturating_add(STACK_SPAN);
     let generation = GENERATION.load(Ordering::Acquire);
     let usable = memo.ended != Ended::NONE && memo.generation == generation && memo.sp[0] <= limit;
@@ -384,7 +384,7 @@ fn walk_memo(walk: &mut Walk, memo: &mut Memo, pc: u64, sp: u64, fp: u64) {
             }
             if cursor > 0 && memo.matches(cursor, &st) && memo.still_valid(cursor) {
                 replay(walk, memo, &prefix, cursor, limit);
-                return;
+                return true;
             }
         }
         let before = st;
@@ -397,20 +397,21 @@ fn walk_memo(walk: &mut Walk, memo: &mut Memo, pc: u64, sp: u64, fp: u64) {
                 prefix.push(&before, ra, slot, cfa_on_rbp);
                 if !walk.push(ra) {
                     memo.record(&prefix, &st, Ended::FULL, generation);
-                    return;
+                    return false;
                 }
             }
             Step::End => {
                 memo.record(&prefix, &st, Ended::END, generation);
-                return;
+                return false;
             }
             Step::Other => {
                 memo.ended = Ended::NONE;
-                return;
+                return false;
             }
         }
     }
     memo.ended = Ended::NONE;
+    false
 }
 
 /// The walk met the memo's state `at` after the steps in `prefix`: hands the memo's return
@@ -419,9 +420,6 @@ fn walk_memo(walk: &mut Walk, memo: &mut Memo, pc: u64, sp: u64, fp: u64) {
 /// and this one wants more, it walks on from the memo's last state and forgets the memo
 /// (remembering that would move every entry).
 fn replay(walk: &mut Walk, memo: &mut Memo, prefix: &Prefix, at: usize, limit: u64) {
-    if mode() == Mode::Check {
-        REPLAYED.fetch_add(1, Ordering::Relaxed);
-    }
     let mut wants_more = true;
     for s in (0..at).rev() {
         if !walk.push(memo.ra[s]) {

@@ -11,6 +11,7 @@ use crate::sys::{
     self, __libc_calloc, __libc_free, __libc_malloc, __libc_memalign, __libc_realloc,
 };
 use crate::table::{self, BlockMeta};
+use crate::unwind::Caller;
 use crate::wire::{self, family, func, kind};
 use crate::{process, ring, stacks};
 use core::cell::Cell;
@@ -89,6 +90,8 @@ struct Request {
     func: u8,
     family: u8,
     zeroed: bool,
+    /// Where the program called the entry point.
+    caller: Caller,
 }
 
 /// Extra bytes asked of glibc for every glibc block. glibc keeps pointers to chunk headers
@@ -194,7 +197,7 @@ fn allocate(req: Request) -> *mut c_void {
     let Some(_busy) = enter() else {
         return glibc_alloc(req);
     };
-    let stack = stacks::current();
+    let stack = stacks::current_at(req.caller);
     let (p, place) = place_block(req, stack);
     if p.is_null() {
         sys::set_errno(libc::ENOMEM);
@@ -236,12 +239,12 @@ fn record_alloc(p: *mut c_void, size: usize, f: u8, fam: u8, stack: u32, place: 
 /// Removes a block being released by `f` (of family `fam`) from the table and records it.
 /// Returns the block and the release's stack; None when the pointer was not ours
 /// (reported, and not to be passed to any allocator).
-fn record_release(p: *mut c_void, f: u8, fam: u8) -> Option<(BlockMeta, u32)> {
+fn record_release(p: *mut c_void, f: u8, fam: u8, caller: Caller) -> Option<(BlockMeta, u32)> {
     let addr = p as u64;
     // The stack of a release is kept for use-after-free and double-free reports; without
     // it (fast mode's default) only a release that is itself an error needs one.
     let keep = FREE_STACKS.load(Ordering::Relaxed);
-    let stack = if keep { stacks::current() } else { 0 };
+    let stack = if keep { stacks::current_at(caller) } else { 0 };
     let mut shard = table::lock(addr);
     if let Some(meta) = shard.remove(addr) {
         let mut rec = [0u8; wire::FREE_LEN];
@@ -265,7 +268,11 @@ fn record_release(p: *mut c_void, f: u8, fam: u8) -> Option<(BlockMeta, u32)> {
     }
     drop(shard);
     // Not ours: report it, with the stack of the call (unwound outside the lock).
-    let stack = if keep { stack } else { stacks::current() };
+    let stack = if keep {
+        stack
+    } else {
+        stacks::current_at(caller)
+    };
     let mut rec = [0u8; wire::BAD_FREE_LEN];
     let mut w = wire::PayloadWriter::new(&mut rec);
     w.u32(process::pid());
@@ -330,7 +337,7 @@ fn release_block(p: *mut c_void, meta: &BlockMeta, f: u8, stack: u32) {
 }
 
 #[inline]
-fn release(p: *mut c_void, f: u8, fam: u8) {
+fn release(p: *mut c_void, f: u8, fam: u8, caller: Caller) {
     if p.is_null() {
         return;
     }
@@ -344,26 +351,57 @@ fn release(p: *mut c_void, f: u8, fam: u8) {
         }
         return;
     };
-    if let Some((meta, stack)) = record_release(p, f, fam) {
+    if let Some((meta, stack)) = record_release(p, f, fam, caller) {
         release_block(p, &meta, f, stack);
     }
 }
 
+/// An exported entry point as a trampoline: it passes the stack pointer at its first
+/// instruction (which points at the return address) and rbp, the caller's, as two more
+/// arguments after the entry's `n` own, and jumps to the implementation `at`, which returns
+/// straight to the program. Stacks are walked from there ([`Caller`]): the shim's own
+/// frames (three to five of them, most of a walk in allocation-heavy code) are never
+/// stepped through. A trampoline has no frame of its own, so nothing unwinds through it.
+macro_rules! trampoline {
+    ($name:ident => $at:path, 1) => {
+        trampoline!(@ $name, $at, "rsi", "rdx");
+    };
+    ($name:ident => $at:path, 2) => {
+        trampoline!(@ $name, $at, "rdx", "rcx");
+    };
+    ($name:ident => $at:path, 3) => {
+        trampoline!(@ $name, $at, "rcx", "r8");
+    };
+    (@ $name:ident, $at:path, $sp:literal, $fp:literal) => {
+        #[unsafe(naked)]
+        #[no_mangle]
+        pub unsafe extern "C" fn $name() {
+            core::arch::naked_asm!(
+                concat!("mov ", $sp, ", rsp"),
+                concat!("mov ", $fp, ", rbp"),
+                "jmp {at}",
+                at = sym $at,
+            )
+        }
+    };
+}
+
 // ---- C ----
 
-#[no_mangle]
-pub extern "C" fn malloc(size: usize) -> *mut c_void {
+trampoline!(malloc => malloc_at, 1);
+extern "C" fn malloc_at(size: usize, sp: u64, fp: u64) -> *mut c_void {
     allocate(Request {
         size,
         align: 0,
         func: func::MALLOC,
         family: family::MALLOC,
         zeroed: false,
+        caller: Caller { entry_sp: sp, fp },
     })
 }
 
-#[no_mangle]
-pub extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
+trampoline!(calloc => calloc_at, 2);
+extern "C" fn calloc_at(n: usize, size: usize, sp: u64, fp: u64) -> *mut c_void {
     let Some(total) = n.checked_mul(size) else {
         sys::set_errno(libc::ENOMEM);
         return core::ptr::null_mut();
@@ -374,12 +412,13 @@ pub extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
         func: func::CALLOC,
         family: family::MALLOC,
         zeroed: true,
+        caller: Caller { entry_sp: sp, fp },
     })
 }
 
-#[no_mangle]
-pub extern "C" fn free(p: *mut c_void) {
-    release(p, func::FREE, family::MALLOC);
+trampoline!(free => free_at, 1);
+extern "C" fn free_at(p: *mut c_void, sp: u64, fp: u64) {
+    release(p, func::FREE, family::MALLOC, Caller { entry_sp: sp, fp });
 }
 
 /// realloc outside recording (nested call, or after the exit report): blocks of the guard
@@ -402,7 +441,7 @@ fn unrecorded_realloc(p: *mut c_void, size: usize) -> *mut c_void {
     }
 }
 
-fn realloc_impl(p: *mut c_void, size: usize, f: u8) -> *mut c_void {
+fn realloc_impl(p: *mut c_void, size: usize, f: u8, caller: Caller) -> *mut c_void {
     if p.is_null() {
         return allocate(Request {
             size,
@@ -410,6 +449,7 @@ fn realloc_impl(p: *mut c_void, size: usize, f: u8) -> *mut c_void {
             func: f,
             family: family::MALLOC,
             zeroed: false,
+            caller,
         });
     }
     if process::finished() {
@@ -420,7 +460,7 @@ fn realloc_impl(p: *mut c_void, size: usize, f: u8) -> *mut c_void {
     };
     if size == 0 {
         // glibc frees and returns NULL.
-        if let Some((meta, stack)) = record_release(p, f, family::MALLOC) {
+        if let Some((meta, stack)) = record_release(p, f, family::MALLOC, caller) {
             release_block(p, &meta, f, stack);
         }
         return core::ptr::null_mut();
@@ -432,10 +472,10 @@ fn realloc_impl(p: *mut c_void, size: usize, f: u8) -> *mut c_void {
         // Every realloc moves the block, as under memcheck: a stale pointer to the old one
         // then faults in quarantine.
         let Some(old) = old else {
-            record_release(p, f, family::MALLOC); // reports the invalid realloc
+            record_release(p, f, family::MALLOC, caller); // reports the invalid realloc
             return core::ptr::null_mut();
         };
-        let stack = stacks::current();
+        let stack = stacks::current_at(caller);
         // A block that was big enough for glibc's alignment keeps it when it shrinks:
         // programs that relied on it still do (see guard::natural_alignment).
         let align = if old.size as usize >= guard::GLIBC_ALIGN_FROM {
@@ -449,6 +489,7 @@ fn realloc_impl(p: *mut c_void, size: usize, f: u8) -> *mut c_void {
             func: f,
             family: family::MALLOC,
             zeroed: false,
+            caller,
         };
         let (q, place) = place_block(req, stack);
         if q.is_null() {
@@ -463,7 +504,7 @@ fn realloc_impl(p: *mut c_void, size: usize, f: u8) -> *mut c_void {
                 (old.size as usize).min(size),
             )
         };
-        if let Some((meta, stack)) = record_release(p, f, family::MALLOC) {
+        if let Some((meta, stack)) = record_release(p, f, family::MALLOC, caller) {
             release_block(p, &meta, f, stack);
         }
         record_alloc(q, size, f, family::MALLOC, stack, place);
@@ -471,14 +512,14 @@ fn realloc_impl(p: *mut c_void, size: usize, f: u8) -> *mut c_void {
     }
     // Fast mode: glibc's realloc, recorded as a free and an allocation. The release is
     // recorded before glibc may hand the old address to another thread.
-    let Some((old, _)) = record_release(p, f, family::MALLOC) else {
+    let Some((old, _)) = record_release(p, f, family::MALLOC, caller) else {
         return core::ptr::null_mut();
     };
     // SAFETY: `p` was live in glibc's heap.
     let q = unsafe { __libc_realloc(p, size.saturating_add(PAD)) };
     drop(busy);
     let _busy = enter();
-    let stack = stacks::current();
+    let stack = stacks::current_at(caller);
     if q.is_null() {
         // The old block is still live: put it back.
         record_alloc(
@@ -495,15 +536,21 @@ fn realloc_impl(p: *mut c_void, size: usize, f: u8) -> *mut c_void {
     q
 }
 
-#[no_mangle]
-pub extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
-    realloc_impl(p, size, func::REALLOC)
+trampoline!(realloc => realloc_at, 2);
+extern "C" fn realloc_at(p: *mut c_void, size: usize, sp: u64, fp: u64) -> *mut c_void {
+    realloc_impl(p, size, func::REALLOC, Caller { entry_sp: sp, fp })
 }
 
-#[no_mangle]
-pub extern "C" fn reallocarray(p: *mut c_void, n: usize, size: usize) -> *mut c_void {
+trampoline!(reallocarray => reallocarray_at, 3);
+extern "C" fn reallocarray_at(
+    p: *mut c_void,
+    n: usize,
+    size: usize,
+    sp: u64,
+    fp: u64,
+) -> *mut c_void {
     match n.checked_mul(size) {
-        Some(total) => realloc_impl(p, total, func::REALLOCARRAY),
+        Some(total) => realloc_impl(p, total, func::REALLOCARRAY, Caller { entry_sp: sp, fp }),
         None => {
             sys::set_errno(libc::ENOMEM);
             core::ptr::null_mut()
@@ -515,23 +562,35 @@ fn valid_alignment(align: usize) -> bool {
     align.is_power_of_two() && align.is_multiple_of(core::mem::size_of::<usize>())
 }
 
-fn aligned(size: usize, align: usize, f: u8) -> *mut c_void {
+fn aligned(size: usize, align: usize, f: u8, caller: Caller) -> *mut c_void {
     allocate(Request {
         size,
         align,
         func: f,
         family: family::MALLOC,
         zeroed: false,
+        caller,
     })
 }
 
-#[no_mangle]
-pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> c_int {
+trampoline!(posix_memalign => posix_memalign_at, 3);
+unsafe extern "C" fn posix_memalign_at(
+    out: *mut *mut c_void,
+    align: usize,
+    size: usize,
+    sp: u64,
+    fp: u64,
+) -> c_int {
     if !valid_alignment(align) {
         return libc::EINVAL;
     }
     let saved = sys::errno();
-    let p = aligned(size, align, func::POSIX_MEMALIGN);
+    let p = aligned(
+        size,
+        align,
+        func::POSIX_MEMALIGN,
+        Caller { entry_sp: sp, fp },
+    );
     sys::set_errno(saved); // posix_memalign reports through its result, not errno
     if p.is_null() {
         return libc::ENOMEM;
@@ -540,17 +599,22 @@ pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, siz
     0
 }
 
-#[no_mangle]
-pub extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
+trampoline!(aligned_alloc => aligned_alloc_at, 2);
+extern "C" fn aligned_alloc_at(align: usize, size: usize, sp: u64, fp: u64) -> *mut c_void {
     if !align.is_power_of_two() {
         sys::set_errno(libc::EINVAL);
         return core::ptr::null_mut();
     }
-    aligned(size, align, func::ALIGNED_ALLOC)
+    aligned(
+        size,
+        align,
+        func::ALIGNED_ALLOC,
+        Caller { entry_sp: sp, fp },
+    )
 }
 
-#[no_mangle]
-pub extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
+trampoline!(memalign => memalign_at, 2);
+extern "C" fn memalign_at(align: usize, size: usize, sp: u64, fp: u64) -> *mut c_void {
     // glibc rounds an alignment that is not a power of two up to one.
     let align = if align.is_power_of_two() {
         align
@@ -561,21 +625,26 @@ pub extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
         sys::set_errno(libc::EINVAL);
         return core::ptr::null_mut();
     }
-    aligned(size, align, func::MEMALIGN)
+    aligned(size, align, func::MEMALIGN, Caller { entry_sp: sp, fp })
 }
 
-#[no_mangle]
-pub extern "C" fn valloc(size: usize) -> *mut c_void {
-    aligned(size, guard::PAGE, func::VALLOC)
+trampoline!(valloc => valloc_at, 1);
+extern "C" fn valloc_at(size: usize, sp: u64, fp: u64) -> *mut c_void {
+    aligned(size, guard::PAGE, func::VALLOC, Caller { entry_sp: sp, fp })
 }
 
-#[no_mangle]
-pub extern "C" fn pvalloc(size: usize) -> *mut c_void {
+trampoline!(pvalloc => pvalloc_at, 1);
+extern "C" fn pvalloc_at(size: usize, sp: u64, fp: u64) -> *mut c_void {
     let Some(rounded) = size.max(1).checked_next_multiple_of(guard::PAGE) else {
         sys::set_errno(libc::ENOMEM);
         return core::ptr::null_mut();
     };
-    aligned(rounded, guard::PAGE, func::PVALLOC)
+    aligned(
+        rounded,
+        guard::PAGE,
+        func::PVALLOC,
+        Caller { entry_sp: sp, fp },
+    )
 }
 
 /// The usable size is what was asked for: using more is an overrun.
@@ -600,7 +669,14 @@ fn cxx_symbol(name: &core::ffi::CStr) -> usize {
 
 /// operator new semantics on failure: call the new-handler until it gives up, then throw
 /// std::bad_alloc (through libstdc++, which a program calling operator new has loaded).
-fn new_impl(size: usize, align: usize, nothrow: bool, f: u8, fam: u8) -> *mut c_void {
+fn new_impl(
+    size: usize,
+    align: usize,
+    nothrow: bool,
+    f: u8,
+    fam: u8,
+    caller: Caller,
+) -> *mut c_void {
     loop {
         let p = allocate(Request {
             size,
@@ -608,6 +684,7 @@ fn new_impl(size: usize, align: usize, nothrow: bool, f: u8, fam: u8) -> *mut c_
             func: f,
             family: fam,
             zeroed: false,
+            caller,
         });
         if !p.is_null() {
             return p;
@@ -642,62 +719,62 @@ fn new_impl(size: usize, align: usize, nothrow: bool, f: u8, fam: u8) -> *mut c_
 }
 
 macro_rules! operator_new {
-    ($($name:ident ($($arg:ident : $ty:ty),*) => $f:expr, $fam:expr, $align:expr, $nothrow:expr;)*) => {$(
-        #[no_mangle]
-        pub extern "C-unwind" fn $name(size: usize $(, $arg: $ty)*) -> *mut c_void {
+    ($($name:ident / $at:ident [$n:tt] ($($arg:ident : $ty:ty),*) => $f:expr, $fam:expr, $align:expr, $nothrow:expr;)*) => {$(
+        trampoline!($name => $at, $n);
+        extern "C-unwind" fn $at(size: usize $(, $arg: $ty)*, sp: u64, fp: u64) -> *mut c_void {
             $(let _ = $arg;)*
-            new_impl(size, $align, $nothrow, $f, $fam)
+            new_impl(size, $align, $nothrow, $f, $fam, Caller { entry_sp: sp, fp })
         }
     )*};
 }
 
 operator_new! {
-    _Znwm() => func::NEW, family::NEW, 0, false;
-    _Znam() => func::NEW_ARRAY, family::NEW_ARRAY, 0, false;
-    _ZnwmRKSt9nothrow_t(_nt: *const c_void) => func::NEW, family::NEW, 0, true;
-    _ZnamRKSt9nothrow_t(_nt: *const c_void) => func::NEW_ARRAY, family::NEW_ARRAY, 0, true;
+    _Znwm / new_at [1] () => func::NEW, family::NEW, 0, false;
+    _Znam / new_array_at [1] () => func::NEW_ARRAY, family::NEW_ARRAY, 0, false;
+    _ZnwmRKSt9nothrow_t / new_nothrow_at [2] (_nt: *const c_void) => func::NEW, family::NEW, 0, true;
+    _ZnamRKSt9nothrow_t / new_array_nothrow_at [2] (_nt: *const c_void) => func::NEW_ARRAY, family::NEW_ARRAY, 0, true;
 }
 
 macro_rules! operator_new_aligned {
-    ($($name:ident ($($arg:ident : $ty:ty),*) => $f:expr, $fam:expr, $nothrow:expr;)*) => {$(
-        #[no_mangle]
-        pub extern "C-unwind" fn $name(size: usize, align: usize $(, $arg: $ty)*) -> *mut c_void {
+    ($($name:ident / $at:ident [$n:tt] ($($arg:ident : $ty:ty),*) => $f:expr, $fam:expr, $nothrow:expr;)*) => {$(
+        trampoline!($name => $at, $n);
+        extern "C-unwind" fn $at(size: usize, align: usize $(, $arg: $ty)*, sp: u64, fp: u64) -> *mut c_void {
             $(let _ = $arg;)*
-            new_impl(size, align, $nothrow, $f, $fam)
+            new_impl(size, align, $nothrow, $f, $fam, Caller { entry_sp: sp, fp })
         }
     )*};
 }
 
 operator_new_aligned! {
-    _ZnwmSt11align_val_t() => func::NEW, family::NEW, false;
-    _ZnamSt11align_val_t() => func::NEW_ARRAY, family::NEW_ARRAY, false;
-    _ZnwmSt11align_val_tRKSt9nothrow_t(_nt: *const c_void) => func::NEW, family::NEW, true;
-    _ZnamSt11align_val_tRKSt9nothrow_t(_nt: *const c_void) => func::NEW_ARRAY, family::NEW_ARRAY, true;
+    _ZnwmSt11align_val_t / new_aligned_at [2] () => func::NEW, family::NEW, false;
+    _ZnamSt11align_val_t / new_array_aligned_at [2] () => func::NEW_ARRAY, family::NEW_ARRAY, false;
+    _ZnwmSt11align_val_tRKSt9nothrow_t / new_aligned_nothrow_at [3] (_nt: *const c_void) => func::NEW, family::NEW, true;
+    _ZnamSt11align_val_tRKSt9nothrow_t / new_array_aligned_nothrow_at [3] (_nt: *const c_void) => func::NEW_ARRAY, family::NEW_ARRAY, true;
 }
 
 macro_rules! operator_delete {
-    ($($name:ident ($($arg:ident : $ty:ty),*) => $f:expr, $fam:expr;)*) => {$(
-        #[no_mangle]
-        pub extern "C" fn $name(p: *mut c_void $(, $arg: $ty)*) {
+    ($($name:ident / $at:ident [$n:tt] ($($arg:ident : $ty:ty),*) => $f:expr, $fam:expr;)*) => {$(
+        trampoline!($name => $at, $n);
+        extern "C" fn $at(p: *mut c_void $(, $arg: $ty)*, sp: u64, fp: u64) {
             $(let _ = $arg;)*
-            release(p, $f, $fam)
+            release(p, $f, $fam, Caller { entry_sp: sp, fp })
         }
     )*};
 }
 
 operator_delete! {
-    _ZdlPv() => func::DELETE, family::NEW;
-    _ZdaPv() => func::DELETE_ARRAY, family::NEW_ARRAY;
-    _ZdlPvm(_size: usize) => func::DELETE, family::NEW;
-    _ZdaPvm(_size: usize) => func::DELETE_ARRAY, family::NEW_ARRAY;
-    _ZdlPvRKSt9nothrow_t(_nt: *const c_void) => func::DELETE, family::NEW;
-    _ZdaPvRKSt9nothrow_t(_nt: *const c_void) => func::DELETE_ARRAY, family::NEW_ARRAY;
-    _ZdlPvSt11align_val_t(_al: usize) => func::DELETE, family::NEW;
-    _ZdaPvSt11align_val_t(_al: usize) => func::DELETE_ARRAY, family::NEW_ARRAY;
-    _ZdlPvmSt11align_val_t(_size: usize, _al: usize) => func::DELETE, family::NEW;
-    _ZdaPvmSt11align_val_t(_size: usize, _al: usize) => func::DELETE_ARRAY, family::NEW_ARRAY;
-    _ZdlPvSt11align_val_tRKSt9nothrow_t(_al: usize, _nt: *const c_void) => func::DELETE, family::NEW;
-    _ZdaPvSt11align_val_tRKSt9nothrow_t(_al: usize, _nt: *const c_void) => func::DELETE_ARRAY, family::NEW_ARRAY;
+    _ZdlPv / delete_at [1] () => func::DELETE, family::NEW;
+    _ZdaPv / delete_array_at [1] () => func::DELETE_ARRAY, family::NEW_ARRAY;
+    _ZdlPvm / delete_sized_at [2] (_size: usize) => func::DELETE, family::NEW;
+    _ZdaPvm / delete_array_sized_at [2] (_size: usize) => func::DELETE_ARRAY, family::NEW_ARRAY;
+    _ZdlPvRKSt9nothrow_t / delete_nothrow_at [2] (_nt: *const c_void) => func::DELETE, family::NEW;
+    _ZdaPvRKSt9nothrow_t / delete_array_nothrow_at [2] (_nt: *const c_void) => func::DELETE_ARRAY, family::NEW_ARRAY;
+    _ZdlPvSt11align_val_t / delete_aligned_at [2] (_al: usize) => func::DELETE, family::NEW;
+    _ZdaPvSt11align_val_t / delete_array_aligned_at [2] (_al: usize) => func::DELETE_ARRAY, family::NEW_ARRAY;
+    _ZdlPvmSt11align_val_t / delete_sized_aligned_at [3] (_size: usize, _al: usize) => func::DELETE, family::NEW;
+    _ZdaPvmSt11align_val_t / delete_array_sized_aligned_at [3] (_size: usize, _al: usize) => func::DELETE_ARRAY, family::NEW_ARRAY;
+    _ZdlPvSt11align_val_tRKSt9nothrow_t / delete_aligned_nothrow_at [3] (_al: usize, _nt: *const c_void) => func::DELETE, family::NEW;
+    _ZdaPvSt11align_val_tRKSt9nothrow_t / delete_array_aligned_nothrow_at [3] (_al: usize, _nt: *const c_void) => func::DELETE_ARRAY, family::NEW_ARRAY;
 }
 
 /// Fast mode's quarantine: freed glibc blocks wait here before glibc may reuse them, as
@@ -725,14 +802,22 @@ pub mod fast_quarantine {
     /// Blocks given back per free at most (the rest wait for the next free).
     const BATCH: usize = 8;
 
-    /// Bytes in every FIFO together, orphans included.
+    /// Bytes in every FIFO together, orphans included, as the FIFOs have accounted for
+    /// them: a thread's FIFO settles with this counter in steps of `STEP` (see
+    /// `Fifo::settle`), so that a free does not take the shared cache line twice.
     static TOTAL_BYTES: AtomicU64 = AtomicU64::new(0);
+    /// The step of a thread's accounting. Each live thread may have up to twice this much
+    /// more accounted than it holds, which the other threads see as quarantine volume.
+    const STEP: u64 = 16 << 10;
 
     #[repr(C)]
     struct Fifo {
         head: usize,
         len: usize,
         bytes: u64,
+        /// What this FIFO has added to `TOTAL_BYTES`: between `bytes` and `bytes + 2 *
+        /// STEP` while a thread owns it, exactly `bytes` once it is an orphan.
+        accounted: u64,
         /// Next orphan (older first), for FIFOs of exited threads.
         next: *mut Fifo,
         slots: [(usize, u64); MAX_BLOCKS],
@@ -747,8 +832,31 @@ pub mod fast_quarantine {
             self.head = (self.head + 1) % MAX_BLOCKS;
             self.len -= 1;
             self.bytes -= size;
-            TOTAL_BYTES.fetch_sub(size, Ordering::Relaxed);
             Some((p, size))
+        }
+
+        /// Brings `accounted` back within `bytes..bytes + 2 * STEP`, in whole steps.
+        #[inline]
+        fn settle(&mut self) {
+            if self.bytes > self.accounted {
+                let add = (self.bytes - self.accounted).next_multiple_of(STEP);
+                TOTAL_BYTES.fetch_add(add, Ordering::Relaxed);
+                self.accounted += add;
+            } else if self.accounted - self.bytes >= 2 * STEP {
+                let sub = (self.accounted - self.bytes) / STEP * STEP - STEP;
+                TOTAL_BYTES.fetch_sub(sub, Ordering::Relaxed);
+                self.accounted -= sub;
+            }
+        }
+
+        /// Accounts for exactly what the FIFO holds (it is becoming an orphan).
+        fn settle_exactly(&mut self) {
+            if self.accounted > self.bytes {
+                TOTAL_BYTES.fetch_sub(self.accounted - self.bytes, Ordering::Relaxed);
+            } else {
+                TOTAL_BYTES.fetch_add(self.bytes - self.accounted, Ordering::Relaxed);
+            }
+            self.accounted = self.bytes;
         }
     }
 
@@ -796,6 +904,9 @@ pub mod fast_quarantine {
             let f = unsafe { &mut *list.0 };
             match f.pop() {
                 Some((p, size)) => {
+                    // An orphan accounts for exactly what it holds.
+                    f.accounted -= size;
+                    TOTAL_BYTES.fetch_sub(size, Ordering::Relaxed);
                     out[n] = p;
                     n += 1;
                     over = over.saturating_sub(size);
@@ -825,7 +936,13 @@ pub mod fast_quarantine {
         }
         // SAFETY: this thread's FIFO, touched by no one else (see MINE).
         let q = unsafe { &mut *f };
-        let total = TOTAL_BYTES.fetch_add(size, Ordering::Relaxed) + size;
+        // The volume with this block in, counting this FIFO by what it holds (the other
+        // threads' by what they accounted for).
+        let total = TOTAL_BYTES
+            .load(Ordering::Relaxed)
+            .saturating_sub(q.accounted)
+            + q.bytes
+            + size;
         let mut over = total.saturating_sub(MAX_BYTES);
         let mut release = [0usize; BATCH];
         let mut n = 0;
@@ -845,10 +962,10 @@ pub mod fast_quarantine {
             q.len += 1;
             q.bytes += size;
         } else {
-            TOTAL_BYTES.fetch_sub(size, Ordering::Relaxed);
             // SAFETY: as above; no room to keep it.
             unsafe { __libc_free(p) };
         }
+        q.settle();
         for &old in &release[..n] {
             // SAFETY: blocks glibc handed out, released once, out of the quarantine now.
             unsafe { __libc_free(old as *mut c_void) };
@@ -871,6 +988,7 @@ pub mod fast_quarantine {
             return;
         }
         q.next = core::ptr::null_mut();
+        q.settle_exactly();
         ORPHANS.lock.lock();
         // SAFETY: we hold the lock.
         let list = unsafe { &mut *ORPHANS.list.get() };
@@ -902,7 +1020,9 @@ pub mod fast_quarantine {
         let f = MINE.with(|m| m.get());
         if !f.is_null() {
             // SAFETY: this thread's FIFO.
-            bytes += unsafe { (*f).bytes };
+            let q = unsafe { &mut *f };
+            q.accounted = q.bytes;
+            bytes += q.bytes;
         }
         // SAFETY: one thread is left, and the lock was just reset.
         let mut o = unsafe { (*ORPHANS.list.get()).0 };

@@ -57,35 +57,37 @@ fn hash(pcs: &[u64]) -> u64 {
     h.max(2) // 0 means empty
 }
 
-/// Captures the calling thread's stack, without the shim's own frames, and returns its id,
-/// emitting its definition the first time it is seen.
+/// Frames captured on the common path: room for the default depth and one more.
+const SMALL: usize = 64;
+
+/// Captures the stack of a call to one of the shim's entry points, made from `caller`,
+/// and returns its id, emitting its definition the first time it is seen. The walk starts
+/// at the caller; one frame more than kept is walked, for `main_trampoline` below main
+/// (the only frame of the shim a walk from the program can meet).
 #[inline(never)]
-pub fn current() -> u32 {
+pub fn current_at(caller: unwind::Caller) -> u32 {
     if !ring::recording() {
         return 0;
     }
     let depth = (DEPTH.load(Ordering::Relaxed) as usize).clamp(1, MAX_FRAMES);
-    if depth + 16 > SMALL {
-        return current_deep(depth);
+    if depth + 1 > SMALL {
+        return current_at_deep(caller, depth);
     }
     let mut pcs = [0u64; SMALL];
-    let n = unwind::capture_stack(&mut pcs[..depth + 16], 0);
+    let n = unwind::capture_from(&mut pcs[..depth + 1], caller);
     let kept = drop_own_frames(&mut pcs[..n], depth);
     intern(&pcs[..kept])
 }
-
-/// Frames captured on the common path: room for the default depth and the shim's own.
-const SMALL: usize = 64;
 
 #[cold]
-fn current_deep(depth: usize) -> u32 {
-    let mut pcs = [0u64; MAX_FRAMES + 16];
-    let n = unwind::capture_stack(&mut pcs[..depth + 16], 0);
+fn current_at_deep(caller: unwind::Caller, depth: usize) -> u32 {
+    let mut pcs = [0u64; MAX_FRAMES + 1];
+    let n = unwind::capture_from(&mut pcs[..depth + 1], caller);
     let kept = drop_own_frames(&mut pcs[..n], depth);
     intern(&pcs[..kept])
 }
 
-/// Drops the shim's own frames (the leading ones, and `main_trampoline` below main), keeps
+/// Drops the shim's own frames (`main_trampoline` below main), keeps
 /// at most `depth`, and returns how many are left at the front of `pcs`.
 fn drop_own_frames(pcs: &mut [u64], depth: usize) -> usize {
     let mut kept = 0;
@@ -120,33 +122,53 @@ pub fn at_signal(pc: u64) -> u32 {
 
 /// The id of a stack given by its frames.
 ///
-/// Before the shared table (64 MiB, where a lookup is a cache miss), two guesses are tried:
-/// the thread's last stack, and the one defined right after it. Ids are handed out in the
-/// order stacks are first seen, so a program that repeats a sequence of allocations (a loop
-/// building the same structure again: a tree, a list, a parse) walks the ids in order, and
-/// `HASH_OF` (indexed by id) is read sequentially. A guess is taken only if its full hash
-/// matches, the same test the shared table makes.
+/// Before the shared table (64 MiB, where a lookup is a cache miss), guesses are tried: the
+/// stack that followed the thread's last one the last time that one was seen (`SUCC_OF`),
+/// the one defined right after it, and the last one again. A program that repeats a
+/// sequence of allocations (a loop building the same structure again: a tree, a list, a
+/// parse) meets its stacks in the same order each time, so the successor is right from the
+/// second round on; ids are handed out in the order stacks are first seen, so the tables,
+/// indexed by id, are read in runs. A guess is taken only if its full hash matches, the
+/// same test the shared table makes.
 pub fn intern(pcs: &[u64]) -> u32 {
     if !ring::recording() {
         return 0;
     }
     let h = hash(pcs);
     let hash_of = hash_of_table();
+    let succ_of = succ_of_table();
     let last = LAST.with(|l| l.get());
-    if !hash_of.is_null() {
-        for guess in [last.wrapping_add(1), last] {
-            if guess != 0 && (guess as usize) < SLOTS {
-                // SAFETY: guess < SLOTS, the table's length.
-                if unsafe { &*hash_of.add(guess as usize) }.load(Ordering::Acquire) == h {
-                    LAST.with(|l| l.set(guess));
-                    return guess;
-                }
-            }
+    let id = guess(h, last, hash_of, succ_of).unwrap_or_else(|| intern_shared(pcs, h, hash_of));
+    if !succ_of.is_null() && last != 0 && (last as usize) < SLOTS {
+        // SAFETY: last < SLOTS, the table's length.
+        let succ = unsafe { &*succ_of.add(last as usize) };
+        // Written only when it changes: threads repeating one sequence share the line.
+        if succ.load(Ordering::Relaxed) != id {
+            succ.store(id, Ordering::Relaxed);
         }
     }
-    let id = intern_shared(pcs, h, hash_of);
     LAST.with(|l| l.set(id));
     id
+}
+
+/// The first of `intern`'s guesses whose hash is `h`.
+#[inline]
+fn guess(h: u64, last: u32, hash_of: *const AtomicU64, succ_of: *const AtomicU32) -> Option<u32> {
+    if hash_of.is_null() || last == 0 || last as usize >= SLOTS {
+        return None;
+    }
+    let succ = if succ_of.is_null() {
+        0
+    } else {
+        // SAFETY: last < SLOTS, the table's length.
+        unsafe { &*succ_of.add(last as usize) }.load(Ordering::Relaxed)
+    };
+    [succ, last.wrapping_add(1), last].into_iter().find(|&g| {
+        // SAFETY: g < SLOTS, the table's length.
+        g != 0
+            && (g as usize) < SLOTS
+            && unsafe { &*hash_of.add(g as usize) }.load(Ordering::Acquire) == h
+    })
 }
 
 thread_local! {
@@ -159,6 +181,14 @@ static HASH_OF: AtomicPtr<AtomicU64> = AtomicPtr::new(core::ptr::null_mut());
 
 fn hash_of_table() -> *const AtomicU64 {
     arena::shared_table(&HASH_OF, SLOTS)
+}
+
+/// For each stack id, the id interned after it the last time a thread interned it (0: not
+/// yet); a hint for `intern`, checked against `HASH_OF` like the others.
+static SUCC_OF: AtomicPtr<AtomicU32> = AtomicPtr::new(core::ptr::null_mut());
+
+fn succ_of_table() -> *const AtomicU32 {
+    arena::shared_table(&SUCC_OF, SLOTS)
 }
 
 /// The id of a stack by its hash in the table shared by all threads.

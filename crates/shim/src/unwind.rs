@@ -46,6 +46,28 @@ const MAX_WALK: usize = 4096;
 /// `out[0]` is the return address into `capture_stack`'s caller (when `skip` is 0).
 #[inline(never)]
 pub fn capture_stack(out: &mut [u64], skip: usize) -> usize {
+    let (pc, sp, fp) = here();
+    let mut walk = Walk { out, n: 0, skip };
+    match mode() {
+        // Everything at or below this frame's stack pointer is the shim's own.
+        Mode::Libgcc => libgcc::finish(&mut walk, 0, sp),
+        Mode::Cfi => {
+            walk_cfi(&mut walk, State::start(pc, sp, fp));
+        }
+        Mode::Check => {
+            if walk_cfi(&mut walk, State::start(pc, sp, fp)) {
+                REPLAYED.fetch_add(1, Ordering::Relaxed);
+            }
+            check_against_plain(&walk, skip, State::start(pc, sp, fp));
+        }
+    }
+    walk.n
+}
+
+/// The pc, stack pointer and rbp of the calling function (the pc is the instruction after
+/// this inlined copy).
+#[inline(always)]
+fn here() -> (u64, u64, u64) {
     let (pc, sp, fp): (u64, u64, u64);
     // SAFETY: copies rip (the address of the next instruction), rsp and rbp into registers;
     // touches no memory and no flags.
@@ -60,21 +82,116 @@ pub fn capture_stack(out: &mut [u64], skip: usize) -> usize {
             options(nomem, nostack, preserves_flags),
         );
     }
-    let mut walk = Walk { out, n: 0, skip };
-    match mode() {
-        // Everything at or below this frame's stack pointer is the shim's own.
-        Mode::Libgcc => libgcc::finish(&mut walk, 0, sp),
-        Mode::Cfi => {
-            walk_cfi(&mut walk, pc, sp, fp);
-        }
-        Mode::Check => {
-            if walk_cfi(&mut walk, pc, sp, fp) {
+    (pc, sp, fp)
+}
+
+/// Where the program called one of the shim's entry points, as the entry's trampoline saw
+/// it at its first instruction (see `interpose`): the stack pointer, which points at the
+/// return address the call pushed, and rbp, still the caller's. Every callee-saved
+/// register holds the caller's value there, so the caller's frame is fully known and a walk
+/// can start at it without stepping through the shim's own frames.
+#[derive(Clone, Copy)]
+pub struct Caller {
+    pub entry_sp: u64,
+    pub fp: u64,
+}
+
+/// Like [`capture_stack`], starting at `caller`: `out[0]` is the return address into the
+/// program, and the shim's frames are never walked.
+#[inline(never)]
+pub fn capture_from(out: &mut [u64], caller: Caller) -> usize {
+    let mode = mode();
+    if mode == Mode::Libgcc || out.is_empty() || caller.entry_sp & 7 != 0 {
+        return capture_stack(out, 0);
+    }
+    // SAFETY: `entry_sp` is this thread's stack pointer at the entry point's first
+    // instruction, 8-aligned: it points at the return address pushed by the call, above
+    // every frame of the shim (which is still running on top of it).
+    let ra = unsafe { (caller.entry_sp as *const u64).read() };
+    if ra == 0 {
+        return 0;
+    }
+    let start = State {
+        pc: ra,
+        at: ra - 1,
+        sp: caller.entry_sp + 8,
+        fp: caller.fp,
+        first: false,
+    };
+    let mut walk = Walk { out, n: 0, skip: 0 };
+    if walk.push(ra) {
+        let replayed = walk_cfi(&mut walk, start);
+        if mode == Mode::Check {
+            if replayed {
                 REPLAYED.fetch_add(1, Ordering::Relaxed);
             }
-            check_against_plain(&walk, skip, pc, sp, fp);
+            check_against_plain(&walk, 0, start);
         }
     }
+    if mode == Mode::Check {
+        check_entry_start(&walk);
+    }
     walk.n
+}
+
+/// `FENCEPOST_UNWIND=check`: the walk that started at the entry point's caller gives the
+/// frames a walk from here through the shim's own frames gives, once those are dropped.
+#[cold]
+#[inline(never)]
+fn check_entry_start(walk: &Walk) {
+    let (pc, sp, fp) = here();
+    if !crate::process::in_own_text(pc) {
+        // Before the shim's constructor ran (an earlier constructor allocating): its own
+        // frames cannot be told apart yet, and the walk through them keeps them.
+        return;
+    }
+    let mut again = [0u64; 320];
+    let len = (walk.out.len() + 32).min(again.len());
+    let mut plain = Walk {
+        out: &mut again[..len],
+        n: 0,
+        skip: 0,
+    };
+    walk_from(
+        &mut plain,
+        State::start(pc, sp, fp),
+        sp.saturating_add(STACK_SPAN),
+    );
+    let own = |pc: &&u64| !crate::process::in_own_text(**pc);
+    let through = plain.out[..plain.n].iter().filter(own);
+    let from_entry = walk.out[..walk.n].iter().filter(own);
+    // The entry's walk may have stopped earlier (its `out` is shorter): compare what it has,
+    // and all of it when it reached the end of the stack.
+    let same = if walk.n < walk.out.len() {
+        through.eq(from_entry)
+    } else {
+        through.zip(from_entry).all(|(a, b)| a == b)
+    };
+    if !same {
+        DIFFERED.fetch_add(1, Ordering::Relaxed);
+        let msg = b"fencepost: unwind check: the walk from the entry's caller differs from the walk through the shim\n";
+        // SAFETY: writing a static message to stderr.
+        unsafe { libc::write(2, msg.as_ptr() as *const c_void, msg.len()) };
+        let walks = [
+            (&b"  through the shim:"[..], &plain.out[..plain.n]),
+            (&b"  from the caller: "[..], &walk.out[..walk.n]),
+        ];
+        for (name, frames) in walks {
+            let mut line = [0u8; 4096];
+            let mut w = Line {
+                buf: &mut line,
+                len: 0,
+            };
+            w.text(name);
+            for &f in frames {
+                w.text(b" ");
+                w.number(f);
+            }
+            w.text(b"\n");
+            // SAFETY: writing our own buffer to stderr.
+            unsafe { libc::write(2, w.buf.as_ptr() as *const c_void, w.len) };
+        }
+    }
 }
 
 /// Forgets every cached rule. To be called after a module is unloaded (`modules::dlclose`):
@@ -154,19 +271,16 @@ fn mode() -> Mode {
 /// `FENCEPOST_UNWIND=check`: walks again without the memo and says so on stderr when the
 /// two walks differ.
 #[cold]
-fn check_against_plain(walk: &Walk, skip: usize, pc: u64, sp: u64, fp: u64) {
+fn check_against_plain(walk: &Walk, skip: usize, start: State) {
     let mut again = [0u64; 320];
     let len = walk.out.len().min(again.len());
     let mut plain = Walk {
         out: &mut again[..len],
-        n: 0,
+        n: walk.n.min(len).min(usize::from(!start.first)),
         skip,
     };
-    walk_from(
-        &mut plain,
-        State::start(pc, sp, fp),
-        sp.saturating_add(STACK_SPAN),
-    );
+    plain.out[..plain.n].copy_from_slice(&walk.out[..plain.n]);
+    walk_from(&mut plain, start, start.sp.saturating_add(STACK_SPAN));
     CHECKED.fetch_add(1, Ordering::Relaxed);
     if plain.n != walk.n || plain.out[..plain.n] != walk.out[..walk.n] {
         DIFFERED.fetch_add(1, Ordering::Relaxed);
@@ -248,21 +362,17 @@ impl Line<'_> {
 /// instead of being walked again.
 ///
 /// Returns whether the walk was finished from the memo.
-fn walk_cfi(walk: &mut Walk, pc: u64, sp: u64, fp: u64) -> bool {
+fn walk_cfi(walk: &mut Walk, start: State) -> bool {
     let memo = MEMO.with(|m| m.get());
     // SAFETY: this thread's memo. `busy` keeps a walk nested in this one (a signal handler
     // interrupting it) out of it, so there is one live reference at a time.
     let memo = unsafe { &mut *memo };
     if memo.busy {
-        walk_from(
-            walk,
-            State::start(pc, sp, fp),
-            sp.saturating_add(STACK_SPAN),
-        );
+        walk_from(walk, start, start.sp.saturating_add(STACK_SPAN));
         return false;
     }
     memo.busy = true;
-    let replayed = walk_memo(walk, memo, pc, sp, fp);
+    let replayed = walk_memo(walk, memo, start);
     memo.busy = false;
     replayed
 }
@@ -368,12 +478,12 @@ fn walk_from(walk: &mut Walk, mut st: State, limit: u64) {
 
 /// The walk with this thread's memo: walks fresh until it meets the last walk, then replays
 /// the last walk from there, and leaves the memo describing this walk.
-fn walk_memo(walk: &mut Walk, memo: &mut Memo, pc: u64, sp: u64, fp: u64) -> bool {
-    let limit = sp.saturating_add(STACK_SPAN);
+fn walk_memo(walk: &mut Walk, memo: &mut Memo, start: State) -> bool {
+    let limit = start.sp.saturating_add(STACK_SPAN);
     let generation = GENERATION.load(Ordering::Acquire);
     let usable = memo.ended != Ended::NONE && memo.generation == generation && memo.sp[0] <= limit;
     let mut prefix = Prefix::new();
-    let mut st = State::start(pc, sp, fp);
+    let mut st = start;
     // The memo state the walk may meet next: states are numbered from the outermost (0), so
     // their stack pointers fall as the index rises, and the walk's rise.
     let mut cursor = memo.len;

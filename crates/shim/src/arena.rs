@@ -10,6 +10,10 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 
 const MIN_SHIFT: usize = 12;
 const CLASSES: usize = 40;
+/// Chunks smaller than this keep their pages when freed and are zeroed when handed out
+/// again. An madvise per free costs a syscall and, in a threaded program, a TLB shootdown
+/// on every other core; the live-block table's shards rebuild small chunks often.
+const KEEP_BELOW: usize = 256 << 10;
 
 struct Arena {
     base: AtomicUsize,
@@ -106,8 +110,15 @@ pub fn alloc(len: usize) -> *mut u8 {
         return p as *mut u8; // never used: already zero
     };
     ARENA.lock.unlock();
-    // SAFETY: the chunk is ours; MADV_DONTNEED at free zeroed it but for the link word.
-    unsafe { *(p as *mut usize) = 0 };
+    // SAFETY: the chunk is ours. A small one kept its pages at free: all of it is zeroed;
+    // MADV_DONTNEED zeroed a big one but for the link word.
+    unsafe {
+        if size < KEEP_BELOW {
+            core::ptr::write_bytes(p as *mut u8, 0, size);
+        } else {
+            *(p as *mut usize) = 0;
+        }
+    }
     p as *mut u8
 }
 
@@ -118,9 +129,11 @@ pub fn free(p: *mut u8, len: usize) {
     }
     let class = class_of(len);
     let size = 1usize << (class + MIN_SHIFT);
-    // Give the pages back to the kernel; the range stays reserved.
-    // SAFETY: the chunk belongs to the arena and nobody uses it any more.
-    unsafe { libc::madvise(p as *mut libc::c_void, size, libc::MADV_DONTNEED) };
+    if size >= KEEP_BELOW {
+        // Give the pages back to the kernel; the range stays reserved.
+        // SAFETY: the chunk belongs to the arena and nobody uses it any more.
+        unsafe { libc::madvise(p as *mut libc::c_void, size, libc::MADV_DONTNEED) };
+    }
     ARENA.lock.lock();
     // SAFETY: as above; the first word links the free list.
     unsafe { *(p as *mut usize) = ARENA.free[class].load(Ordering::Relaxed) };

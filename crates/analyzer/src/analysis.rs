@@ -23,6 +23,9 @@ use crate::timeline::TimelineBuilder;
 use crate::wire;
 
 mod faults;
+mod live;
+
+use live::{Block, LiveBlocks};
 
 /// How many freed blocks are remembered (over all processes) to explain bad frees.
 const FREED_HISTORY: usize = 1 << 16;
@@ -87,13 +90,6 @@ struct ResolvedPc {
 }
 
 #[derive(Clone, Copy)]
-struct Block {
-    size: u64,
-    stack: u32,
-    func: u8,
-}
-
-#[derive(Clone, Copy)]
 struct FreedBlock {
     size: u64,
     alloc_stack: u32,
@@ -137,9 +133,13 @@ impl FreedHistory {
         }
     }
 
+    /// A block's slot: its 1 KiB region's scattered position plus its offset in the region,
+    /// so that a run of frees in one part of the heap writes neighbouring slots (as
+    /// [`LiveBlocks`] keeps neighbouring blocks together).
     fn index(img: usize, addr: u64) -> usize {
-        let h = (addr ^ (img as u64).rotate_left(48)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        (h >> 40) as usize & (FREED_HISTORY - 1)
+        let region =
+            ((addr >> 10) ^ (img as u64).rotate_left(40)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        ((region >> 40) as usize * 32 + ((addr >> 5) & 31) as usize) & (FREED_HISTORY - 1)
     }
 
     fn remember(&mut self, img: usize, addr: u64, block: FreedBlock) {
@@ -219,7 +219,7 @@ struct Image {
     /// The frames of every stack defined in this image, end to end: one allocation for
     /// them all, not one per stack.
     stack_frames: Vec<ResolvedPc>,
-    live: FxHashMap<u64, Block>,
+    live: LiveBlocks,
     /// The shim's classification at exit (authoritative when present).
     leak_entries: Vec<LeakEntry>,
     threads: u64,
@@ -251,7 +251,7 @@ impl Image {
             loaded: Vec::new(),
             stacks: FxHashMap::default(),
             stack_frames: Vec::new(),
-            live: FxHashMap::default(),
+            live: LiveBlocks::default(),
             leak_entries: Vec::new(),
             threads: 1,
             allocations: 0,
@@ -277,9 +277,9 @@ impl Image {
     fn live_at_or_below(&self, addr: u64) -> Option<(u64, Block)> {
         self.live
             .iter()
-            .filter(|(&start, _)| start <= addr)
-            .max_by_key(|(&start, _)| start)
-            .map(|(&start, &block)| (start, block))
+            .filter(|&(start, _)| start <= addr)
+            .max_by_key(|&(start, _)| start)
+            .map(|(start, &block)| (start, block))
     }
 }
 
@@ -287,7 +287,7 @@ impl Image {
 struct ForkSnapshot {
     image: usize,
     loaded: Vec<u32>,
-    live: FxHashMap<u64, Block>,
+    live: LiveBlocks,
 }
 
 /// Identical errors are grouped: same image, kind, stack and calls.
@@ -766,7 +766,7 @@ impl Analyzer {
     /// Removes a live block, remembering it in the freed history. Returns it if it was live.
     fn release(&mut self, img: usize, addr: u64, free_stack: u32) -> Option<Block> {
         let image = &mut self.images[img];
-        let block = image.live.remove(&addr)?;
+        let block = image.live.remove(addr)?;
         image.frees += 1;
         image.timeline.sub(block.size);
         self.freed.remember(
@@ -919,7 +919,7 @@ impl Analyzer {
 
     /// The block freed last at `addr` in `img`, if remembered and not allocated again since.
     fn freed_block(&self, img: usize, addr: u64) -> Option<FreedBlock> {
-        if self.images[img].live.contains_key(&addr) {
+        if self.images[img].live.contains_key(addr) {
             return None;
         }
         self.freed.get(img, addr)
@@ -1045,7 +1045,7 @@ impl Analyzer {
                         kind,
                         e.stack,
                         e.size,
-                        image.live.get(&e.addr).map(|b| b.func),
+                        image.live.get(e.addr).map(|b| b.func),
                     );
                 }
                 if unknown_class > 0 {

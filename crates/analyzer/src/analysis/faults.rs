@@ -121,7 +121,7 @@ impl Analyzer {
         if f.block_addr != 0 || f.block_size != 0 {
             let known = image
                 .live
-                .get(&f.block_addr)
+                .get(f.block_addr)
                 .map(|b| (b.stack, b.func))
                 .or_else(|| {
                     self.freed

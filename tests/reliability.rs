@@ -19,8 +19,13 @@ fn shim_path() -> std::path::PathBuf {
 #[test]
 fn one_mib_ring_loses_nothing_under_two_million_events() {
     // threads_stress: 8 threads x 200,000 malloc/free pairs, 3.2M events, through a 1 MiB
-    // ring; the counts must equal those of a run with the default 64 MiB ring.
-    let big = run_fencepost("ring_64", &["--mode=fast"], &prog("threads_stress"), &[]);
+    // ring; the counts must equal those of a run with a 64 MiB ring.
+    let big = run_fencepost(
+        "ring_64",
+        &["--mode=fast", "--ring-mb=64"],
+        &prog("threads_stress"),
+        &[],
+    );
     let small = run_fencepost(
         "ring_1",
         &["--mode=fast", "--ring-mb=1"],

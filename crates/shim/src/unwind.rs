@@ -100,9 +100,9 @@ pub struct Caller {
 /// program, and the shim's frames are never walked.
 #[inline(never)]
 pub fn capture_from(out: &mut [u64], caller: Caller) -> usize {
-    let mode = mode();
-    if mode == Mode::Libgcc || out.is_empty() || caller.entry_sp & 7 != 0 {
-        return capture_stack(out, 0);
+    // A call leaves the stack pointer 8-aligned; anything else is not a trampoline's.
+    if out.is_empty() || caller.entry_sp & 7 != 0 {
+        return 0;
     }
     // SAFETY: `entry_sp` is this thread's stack pointer at the entry point's first
     // instruction, 8-aligned: it points at the return address pushed by the call, above
@@ -111,6 +111,17 @@ pub fn capture_from(out: &mut [u64], caller: Caller) -> usize {
     if ra == 0 {
         return 0;
     }
+    let mut walk = Walk { out, n: 0, skip: 0 };
+    if !walk.push(ra) {
+        return walk.n;
+    }
+    let mode = mode();
+    if mode == Mode::Libgcc {
+        // libgcc walks from here, through the shim, and records from the caller's caller
+        // on: the frame at `ra` whose stack pointer is just above the return address.
+        libgcc::finish(&mut walk, ra, caller.entry_sp + 8);
+        return walk.n;
+    }
     let start = State {
         pc: ra,
         at: ra - 1,
@@ -118,17 +129,12 @@ pub fn capture_from(out: &mut [u64], caller: Caller) -> usize {
         fp: caller.fp,
         first: false,
     };
-    let mut walk = Walk { out, n: 0, skip: 0 };
-    if walk.push(ra) {
-        let replayed = walk_cfi(&mut walk, start);
-        if mode == Mode::Check {
-            if replayed {
-                REPLAYED.fetch_add(1, Ordering::Relaxed);
-            }
-            check_against_plain(&walk, 0, start);
-        }
-    }
+    let replayed = walk_cfi(&mut walk, start);
     if mode == Mode::Check {
+        if replayed {
+            REPLAYED.fetch_add(1, Ordering::Relaxed);
+        }
+        check_against_plain(&walk, 0, start);
         check_entry_start(&walk);
     }
     walk.n

@@ -73,13 +73,21 @@ fn page_hash(addr: u64) -> u64 {
     x ^ (x >> 29)
 }
 
-/// Where the search for `addr` starts (before masking): its page's scattered position plus
-/// its offset in the page in 16-byte steps. Blocks allocated one after another in one page
-/// (glibc's heap) get neighbouring slots, so their inserts and removes share cache lines;
-/// blocks on different pages (the guard heap) land anywhere.
+/// Where the search for `addr` starts (before masking): a window of 256 slots picked by its
+/// page, and in it the block's offset in the page in 16-byte steps. Blocks allocated one
+/// after another in one page (glibc's heap) get neighbouring slots, so their inserts and
+/// removes share cache lines; blocks on different pages (the guard heap) land anywhere.
+///
+/// Windows are aligned, so two pages share a whole window or none, and the offset is
+/// XORed with bits of the page's hash that neither the window nor the shard uses: two
+/// pages of small blocks (every other 16-byte step used) that share a window fill its
+/// slots in turn instead of probing past each other. With windows that overlapped at
+/// any slot and plain offsets, inserts spent most of their time probing; binary trees in
+/// fast mode ran 7-10% slower.
 #[inline]
 fn home(addr: u64) -> u64 {
-    page_hash(addr).wrapping_add((addr >> 4) & 0xff)
+    let ph = page_hash(addr);
+    (ph << 8) | (((addr >> 4) ^ (ph >> 32)) & 0xff)
 }
 
 /// The shard responsible for `addr`, locked. Dropping the guard unlocks it.

@@ -568,8 +568,9 @@ impl Ended {
     const FULL: u8 = 2;
 }
 
-/// Steps a memo remembers: enough for the default `--num-callers` (24) and the shim's
-/// own frames; a longer walk is not remembered.
+/// Steps a memo remembers: twice the default `--num-callers` (24), so that walks from an
+/// entry point's caller (which step through none of the shim's frames) are remembered up
+/// to 47 frames kept; a longer walk is not remembered.
 const MEMO_STEPS: usize = 48;
 
 /// The last walk of a thread, numbered from its outermost end, so that the next walk, which

@@ -318,3 +318,32 @@ fn pointers_deep_inside_big_mostly_untouched_blocks_are_found() {
         assert_books_balance(&run.report);
     }
 }
+
+#[test]
+fn failing_operator_new_throws_through_the_shim_and_later_stacks_are_right() {
+    // bad_alloc thrown from the shim's operator new (plain and aligned), nothrow new
+    // returning null, and a new-handler called until it gives up; then a leak, whose
+    // stack must be the program's own (the entry points are trampolines: the exception
+    // unwinds from the implementation straight into the caller).
+    let line = marker_line("cpp/new_failure.cpp", "leak");
+    for mode in ["--mode=fast", "--mode=guard"] {
+        let run = run_fencepost(
+            &format!("new_failure_{}", &mode[7..]),
+            &[mode],
+            &prog("new_failure"),
+            &[],
+        );
+        assert_eq!(run.code(), 0, "{}", run.stderr);
+        assert_eq!(run.stdout, "caught 1 2 null 2\n", "{mode}");
+        assert!(run.report.errors().is_empty(), "{}", run.report.pretty());
+        let leak = record_at(&run.report, "definite", "new_failure.cpp", line);
+        assert_eq!((leak.bytes, leak.blocks), (16, 1), "{mode}");
+        let names = function_names(&leak.stack);
+        assert_eq!(
+            names.first().map(String::as_str),
+            Some("keep_one"),
+            "{names:?}"
+        );
+        assert!(names.iter().any(|f| f == "main"), "{names:?}");
+    }
+}

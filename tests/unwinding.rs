@@ -161,6 +161,18 @@ fn memo_agrees_on_cxx_threads_and_python() {
     assert_eq!(cxx.code(), 0, "{}", cxx.stderr);
     assert_memo_agrees(&cxx, 3);
 
+    // Exceptions thrown out of the shim's operator new, then more allocations.
+    let throws = run_with_unwinder(
+        "memo_new_failure",
+        "check",
+        &["--mode=guard"],
+        &prog("new_failure"),
+        &[],
+    );
+    assert_eq!(throws.code(), 0, "{}", throws.stderr);
+    assert_eq!(throws.stdout, "caught 1 2 null 2\n");
+    assert_memo_agrees(&throws, 3);
+
     let threads = run_with_unwinder(
         "memo_threads_stress",
         "check",

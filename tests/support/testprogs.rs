@@ -99,6 +99,8 @@ fn recipes() -> Vec<Recipe> {
         c("known_findings"),
         cxx("geometry_clone"),
         cxx("delete_array"),
+        // operator new failing: bad_alloc, nothrow, the new-handler (tests/leak_reports.rs).
+        cxx("new_failure"),
         Recipe {
             output: "clean_cpp",
             source: "cpp/clean.cpp".into(),

@@ -87,8 +87,9 @@ fn current_at_deep(caller: unwind::Caller, depth: usize) -> u32 {
     intern(&pcs[..kept])
 }
 
-/// Drops the shim's own frames (`main_trampoline` below main), keeps
-/// at most `depth`, and returns how many are left at the front of `pcs`.
+/// Drops the shim's own frames (`main_trampoline` below main, or the shim's frames under a
+/// new-handler the shim called), keeps at most `depth`, and returns how many are left at
+/// the front of `pcs`.
 fn drop_own_frames(pcs: &mut [u64], depth: usize) -> usize {
     let mut kept = 0;
     for i in 0..pcs.len() {

@@ -263,7 +263,6 @@ fn record_release(p: *mut c_void, f: u8, fam: u8, caller: Caller) -> Option<(Blo
         w.u64(sys::coarse_ns());
         ring::emit(kind::FREE, &[&rec]);
         scrub(&mut rec);
-        scrub(&mut rec);
         return Some((meta, stack));
     }
     drop(shard);

@@ -521,24 +521,29 @@ fn open_batch(npages: usize) -> Option<u32> {
     } else {
         BATCH_MADVISE.store(false, Ordering::Relaxed);
     }
-    // Slots the batch call did not open are opened one by one; one that cannot be is
-    // given back.
+    // Slots the batch call did not open are opened one by one; one that cannot be goes
+    // back to the free list (it was never live: `live_bytes` did not count it).
     let mut usable = [0u32; OPEN_BATCH];
-    let mut m = 0;
+    let mut failed = [0u32; OPEN_BATCH];
+    let (mut m, mut f) = (0, 0);
     for (v, &id) in iov.iter().zip(&ids[..n]) {
         if opened || unguard(v.iov_base as usize, v.iov_len) {
             usable[m] = id;
             m += 1;
         } else {
-            release_slot(id);
+            failed[f] = id;
+            f += 1;
         }
     }
     HEAP.lock.lock();
+    // SAFETY: we hold the heap lock again.
+    let inner = unsafe { &mut *HEAP.inner.get() };
+    for &id in &failed[..f] {
+        push_free(inner, id);
+    }
     if m == 0 {
         return None;
     }
-    // SAFETY: we hold the heap lock again.
-    let inner = unsafe { &mut *HEAP.inner.get() };
     for &id in usable[1..m].iter().rev() {
         if let Some(s) = slot(id) {
             s.next.store(inner.open_small[npages], Ordering::Relaxed);

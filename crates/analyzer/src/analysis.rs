@@ -133,13 +133,10 @@ impl FreedHistory {
         }
     }
 
-    /// A block's slot: its 1 KiB region's scattered position plus its offset in the region,
-    /// so that a run of frees in one part of the heap writes neighbouring slots (as
-    /// [`LiveBlocks`] keeps neighbouring blocks together).
+    /// A block's slot, by the live map's hash (with the image in the region's bits): a run
+    /// of frees in one part of the heap writes neighbouring slots.
     fn index(img: usize, addr: u64) -> usize {
-        let region =
-            ((addr >> 10) ^ (img as u64).rotate_left(40)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        ((region >> 40) as usize * 32 + ((addr >> 5) & 31) as usize) & (FREED_HISTORY - 1)
+        live::near_hash(addr ^ (img as u64).rotate_left(40)) as usize & (FREED_HISTORY - 1)
     }
 
     fn remember(&mut self, img: usize, addr: u64, block: FreedBlock) {

@@ -271,18 +271,7 @@ mod tests {
 
     #[test]
     fn every_kind_has_all_three_parts() {
-        let kinds = [
-            ErrorKind::DoubleFree,
-            ErrorKind::InvalidFree,
-            ErrorKind::MismatchedFree,
-            ErrorKind::HeapBufferOverflow,
-            ErrorKind::HeapBufferUnderflow,
-            ErrorKind::UseAfterFree,
-            ErrorKind::InvalidAccess,
-            ErrorKind::MisalignedAccess,
-            ErrorKind::FatalSignal,
-        ];
-        let all = kinds
+        let all = ErrorKind::ALL
             .iter()
             .map(|k| error(*k))
             .chain(LeakKind::ALL.iter().map(|k| leak(*k)));

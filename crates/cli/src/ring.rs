@@ -114,12 +114,12 @@ impl Ring {
         unsafe { &*(self.base.add(wire::RING_HEADER_SIZE + at) as *const AtomicU64) }
     }
 
-    /// Records published but not consumed, or reserved and not yet published.
     /// Data bytes the ring holds.
     pub fn capacity(&self) -> u64 {
         self.cap
     }
 
+    /// Records published but not consumed, or reserved and not yet published.
     pub fn pending(&self) -> bool {
         self.u64_at(ring_off::RESERVE).load(Ordering::Acquire)
             != self.u64_at(ring_off::TAIL).load(Ordering::Relaxed)

@@ -267,7 +267,7 @@ fn read_self(at: usize, out: &mut [u64]) -> usize {
 /// next 8-aligned address: a heap block may start at any address (natural alignment), and
 /// the pointers in it sit at 8-byte offsets from its start (`struct { char *name; ...;
 /// char tail[]; }` in a 19-byte block); memory of the program's own (data, stacks) is
-/// scanned 8-aligned. A big block's untouched pages are skipped (see `untouched`).
+/// scanned 8-aligned. A big block's untouched pages are skipped (see `touched_chunks`).
 fn scan_words(
     scan: &mut Scan,
     lo: usize,

@@ -109,7 +109,7 @@ pub fn at_signal(pc: u64) -> u32 {
     }
     let depth = (DEPTH.load(Ordering::Relaxed) as usize).clamp(1, MAX_FRAMES);
     let mut pcs = [0u64; MAX_FRAMES + 32];
-    let n = unwind::capture_stack(&mut pcs[..depth + 32], 0);
+    let n = unwind::capture_stack(&mut pcs[..depth + 32]);
     // The walk goes through our handler and the kernel's signal frame; the interrupted
     // frame is reported with its exact pc.
     match pcs[..n].iter().position(|&p| p == pc) {
@@ -138,18 +138,21 @@ pub fn intern(pcs: &[u64]) -> u32 {
     let h = hash(pcs);
     let hash_of = hash_of_table();
     let succ_of = succ_of_table();
-    let last = LAST.with(|l| l.get());
-    let id = guess(h, last, hash_of, succ_of).unwrap_or_else(|| intern_shared(pcs, h, hash_of));
-    if !succ_of.is_null() && last != 0 && (last as usize) < SLOTS {
-        // SAFETY: last < SLOTS, the table's length.
-        let succ = unsafe { &*succ_of.add(last as usize) };
-        // Written only when it changes: threads repeating one sequence share the line.
-        if succ.load(Ordering::Relaxed) != id {
-            succ.store(id, Ordering::Relaxed);
+    // One lookup of the thread-local for both reading and updating it.
+    LAST.with(|last_cell| {
+        let last = last_cell.get();
+        let id = guess(h, last, hash_of, succ_of).unwrap_or_else(|| intern_shared(pcs, h, hash_of));
+        if !succ_of.is_null() && last != 0 && (last as usize) < SLOTS {
+            // SAFETY: last < SLOTS, the table's length.
+            let succ = unsafe { &*succ_of.add(last as usize) };
+            // Written only when it changes: threads repeating one sequence share the line.
+            if succ.load(Ordering::Relaxed) != id {
+                succ.store(id, Ordering::Relaxed);
+            }
         }
-    }
-    LAST.with(|l| l.set(id));
-    id
+        last_cell.set(id);
+        id
+    })
 }
 
 /// The first of `intern`'s guesses whose hash is `h`.

@@ -37,17 +37,17 @@ use gimli::{
 
 /// How far above the starting stack pointer a CFA may lie.
 const STACK_SPAN: u64 = 64 << 20;
-/// Frames walked at most, whatever `out` and `skip` say (a corrupt stack cannot loop us).
+/// Frames walked at most, whatever `out` says (a corrupt stack cannot loop us).
 const MAX_WALK: usize = 4096;
 
-/// Fills `out` with return addresses of the current thread's stack, innermost first,
-/// skipping `skip` frames (the shim's own), and returns how many were written.
-///
-/// `out[0]` is the return address into `capture_stack`'s caller (when `skip` is 0).
+/// Fills `out` with return addresses of the current thread's stack, innermost first, and
+/// returns how many were written. `out[0]` is the return address into `capture_stack`'s
+/// caller: the shim's own frames are in it (for a signal handler's stack, see
+/// `stacks::at_signal`; entry points use [`capture_from`]).
 #[inline(never)]
-pub fn capture_stack(out: &mut [u64], skip: usize) -> usize {
+pub fn capture_stack(out: &mut [u64]) -> usize {
     let (pc, sp, fp) = here();
-    let mut walk = Walk { out, n: 0, skip };
+    let mut walk = Walk { out, n: 0 };
     match mode() {
         // Everything at or below this frame's stack pointer is the shim's own.
         Mode::Libgcc => libgcc::finish(&mut walk, 0, sp),
@@ -58,7 +58,7 @@ pub fn capture_stack(out: &mut [u64], skip: usize) -> usize {
             if walk_cfi(&mut walk, State::start(pc, sp, fp)) {
                 REPLAYED.fetch_add(1, Ordering::Relaxed);
             }
-            check_against_plain(&walk, skip, State::start(pc, sp, fp));
+            check_against_plain(&walk, State::start(pc, sp, fp));
         }
     }
     walk.n
@@ -111,7 +111,7 @@ pub fn capture_from(out: &mut [u64], caller: Caller) -> usize {
     if ra == 0 {
         return 0;
     }
-    let mut walk = Walk { out, n: 0, skip: 0 };
+    let mut walk = Walk { out, n: 0 };
     if !walk.push(ra) {
         return walk.n;
     }
@@ -134,7 +134,7 @@ pub fn capture_from(out: &mut [u64], caller: Caller) -> usize {
         if replayed {
             REPLAYED.fetch_add(1, Ordering::Relaxed);
         }
-        check_against_plain(&walk, 0, start);
+        check_against_plain(&walk, start);
         check_entry_start(&walk);
     }
     walk.n
@@ -156,7 +156,6 @@ fn check_entry_start(walk: &Walk) {
     let mut plain = Walk {
         out: &mut again[..len],
         n: 0,
-        skip: 0,
     };
     walk_from(
         &mut plain,
@@ -214,20 +213,15 @@ pub fn forget_rules() {
     }
 }
 
-/// The output of a walk: frames are appended after `skip` have been dropped.
+/// The output of a walk: the first `n` entries of `out` are written.
 struct Walk<'a> {
     out: &'a mut [u64],
     n: usize,
-    skip: usize,
 }
 
 impl Walk<'_> {
     /// Appends a return address; false once `out` is full.
     fn push(&mut self, pc: u64) -> bool {
-        if self.skip > 0 {
-            self.skip -= 1;
-            return true;
-        }
         match self.out.get_mut(self.n) {
             Some(slot) => {
                 *slot = pc;
@@ -277,13 +271,12 @@ fn mode() -> Mode {
 /// `FENCEPOST_UNWIND=check`: walks again without the memo and says so on stderr when the
 /// two walks differ.
 #[cold]
-fn check_against_plain(walk: &Walk, skip: usize, start: State) {
+fn check_against_plain(walk: &Walk, start: State) {
     let mut again = [0u64; 320];
     let len = walk.out.len().min(again.len());
     let mut plain = Walk {
         out: &mut again[..len],
         n: walk.n.min(len).min(usize::from(!start.first)),
-        skip,
     };
     plain.out[..plain.n].copy_from_slice(&walk.out[..plain.n]);
     walk_from(&mut plain, start, start.sp.saturating_add(STACK_SPAN));
@@ -325,7 +318,8 @@ pub fn check_summary() {
     unsafe { libc::write(2, w.buf.as_ptr() as *const c_void, w.len) };
 }
 
-/// A line of text built without allocating.
+/// A line of text built without allocating, to reach stderr in one write (the processes of
+/// a run share it).
 struct Line<'a> {
     buf: &'a mut [u8],
     len: usize,
@@ -341,24 +335,15 @@ impl Line<'_> {
         }
     }
 
-    fn number(&mut self, mut v: u64) {
+    fn number(&mut self, v: u64) {
         let mut digits = [0u8; 20];
-        let mut n = 0;
-        loop {
-            digits[n] = b'0' + (v % 10) as u8;
-            n += 1;
-            v /= 10;
-            if v == 0 {
-                break;
-            }
-        }
-        digits[..n].reverse();
-        self.text(&digits[..n]);
+        self.text(crate::sys::fmt_u64(v, &mut digits));
     }
 }
 
-/// The CFI walk. Frame 0 is `capture_stack` itself, at the exact `pc`; every later frame is
-/// looked up at its return address minus one (the call instruction).
+/// The CFI walk from `start`: `capture_stack`'s own frame at its exact pc, or an entry
+/// point's caller at its return address; every frame after the first is looked up at its
+/// return address minus one (the call instruction).
 ///
 /// Consecutive walks on one thread mostly differ in their innermost frames only: the same
 /// outer functions call malloc again and again. So each thread keeps the steps of its last

@@ -18,11 +18,18 @@ pub(super) struct Block {
     pub func: u8,
 }
 
-/// Addresses hashed with their neighbourhood kept: the low bits (where the table looks
-/// first) are the block's offset in its 1 KiB region in 32-byte steps, the rest is the
-/// region scattered. hashbrown probes groups of neighbouring buckets and takes a 7-bit tag
-/// from the top bits: the offset is mixed into those too, or the blocks of one region would
-/// all share a tag.
+/// An address hashed with its neighbourhood kept: the low bits (where a table looks first)
+/// are the block's offset in its 1 KiB region in 32-byte steps, the rest is the region
+/// scattered. hashbrown probes groups of neighbouring buckets and takes a 7-bit tag from
+/// the top bits: the offset is mixed into those too, or the blocks of one region would all
+/// share a tag.
+pub(super) fn near_hash(addr: u64) -> u64 {
+    let offset = (addr >> 5) & 31;
+    let region = (addr >> 10).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    ((region ^ (region >> 29)) << 5 | offset) ^ (offset << 59)
+}
+
+/// [`near_hash`] as the live map's hasher.
 #[derive(Default, Clone, Copy)]
 pub(super) struct AddrHasher(u64);
 
@@ -38,9 +45,7 @@ impl std::hash::Hasher for AddrHasher {
     }
 
     fn finish(&self) -> u64 {
-        let offset = (self.0 >> 5) & 31;
-        let region = (self.0 >> 10).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        ((region ^ (region >> 29)) << 5 | offset) ^ (offset << 59)
+        near_hash(self.0)
     }
 }
 

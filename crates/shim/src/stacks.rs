@@ -7,6 +7,7 @@
 use crate::wire::{self, kind};
 use crate::{arena, modules, process, ring, unwind};
 use core::cell::Cell;
+use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
 pub const MAX_FRAMES: usize = 256;
@@ -73,17 +74,17 @@ pub fn current_at(caller: unwind::Caller) -> u32 {
     if depth + 1 > SMALL {
         return current_at_deep(caller, depth);
     }
-    let mut pcs = [0u64; SMALL];
-    let n = unwind::capture_from(&mut pcs[..depth + 1], caller);
-    let kept = drop_own_frames(&mut pcs[..n], depth);
+    let mut buf = [MaybeUninit::uninit(); SMALL];
+    let pcs = unwind::capture_from(&mut buf[..depth + 1], caller);
+    let kept = drop_own_frames(pcs, depth);
     intern(&pcs[..kept])
 }
 
 #[cold]
 fn current_at_deep(caller: unwind::Caller, depth: usize) -> u32 {
-    let mut pcs = [0u64; MAX_FRAMES + 1];
-    let n = unwind::capture_from(&mut pcs[..depth + 1], caller);
-    let kept = drop_own_frames(&mut pcs[..n], depth);
+    let mut buf = [MaybeUninit::uninit(); MAX_FRAMES + 1];
+    let pcs = unwind::capture_from(&mut buf[..depth + 1], caller);
+    let kept = drop_own_frames(pcs, depth);
     intern(&pcs[..kept])
 }
 
@@ -108,13 +109,13 @@ pub fn at_signal(pc: u64) -> u32 {
         return 0;
     }
     let depth = (DEPTH.load(Ordering::Relaxed) as usize).clamp(1, MAX_FRAMES);
-    let mut pcs = [0u64; MAX_FRAMES + 32];
-    let n = unwind::capture_stack(&mut pcs[..depth + 32]);
+    let mut buf = [MaybeUninit::uninit(); MAX_FRAMES + 32];
+    let pcs = unwind::capture_stack(&mut buf[..depth + 32]);
     // The walk goes through our handler and the kernel's signal frame; the interrupted
     // frame is reported with its exact pc.
-    match pcs[..n].iter().position(|&p| p == pc) {
+    match pcs.iter().position(|&p| p == pc) {
         Some(at) => {
-            let end = n.min(at + depth);
+            let end = pcs.len().min(at + depth);
             intern(&pcs[at..end])
         }
         None => intern(&[pc]),

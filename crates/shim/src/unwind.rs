@@ -45,7 +45,7 @@ const MAX_WALK: usize = 4096;
 /// caller: the shim's own frames are in it (for a signal handler's stack, see
 /// `stacks::at_signal`; entry points use [`capture_from`]).
 #[inline(never)]
-pub fn capture_stack(out: &mut [u64]) -> usize {
+pub fn capture_stack(out: &mut [MaybeUninit<u64>]) -> &mut [u64] {
     let (pc, sp, fp) = here();
     let mut walk = Walk { out, n: 0 };
     match mode() {
@@ -61,7 +61,7 @@ pub fn capture_stack(out: &mut [u64]) -> usize {
             check_against_plain(&walk, State::start(pc, sp, fp));
         }
     }
-    walk.n
+    walk.into_frames()
 }
 
 /// The pc, stack pointer and rbp of the calling function (the pc is the instruction after
@@ -99,28 +99,25 @@ pub struct Caller {
 /// Like [`capture_stack`], starting at `caller`: `out[0]` is the return address into the
 /// program, and the shim's frames are never walked.
 #[inline(never)]
-pub fn capture_from(out: &mut [u64], caller: Caller) -> usize {
+pub fn capture_from(out: &mut [MaybeUninit<u64>], caller: Caller) -> &mut [u64] {
+    let mut walk = Walk { out, n: 0 };
     // A call leaves the stack pointer 8-aligned; anything else is not a trampoline's.
-    if out.is_empty() || caller.entry_sp & 7 != 0 {
-        return 0;
+    if walk.out.is_empty() || caller.entry_sp & 7 != 0 {
+        return walk.into_frames();
     }
     // SAFETY: `entry_sp` is this thread's stack pointer at the entry point's first
     // instruction, 8-aligned: it points at the return address pushed by the call, above
     // every frame of the shim (which is still running on top of it).
     let ra = unsafe { (caller.entry_sp as *const u64).read() };
-    if ra == 0 {
-        return 0;
-    }
-    let mut walk = Walk { out, n: 0 };
-    if !walk.push(ra) {
-        return walk.n;
+    if ra == 0 || !walk.push(ra) {
+        return walk.into_frames();
     }
     let mode = mode();
     if mode == Mode::Libgcc {
         // libgcc walks from here, through the shim, and records from the caller's caller
         // on: the frame at `ra` whose stack pointer is just above the return address.
         libgcc::finish(&mut walk, ra, caller.entry_sp + 8);
-        return walk.n;
+        return walk.into_frames();
     }
     let start = State {
         pc: ra,
@@ -137,7 +134,7 @@ pub fn capture_from(out: &mut [u64], caller: Caller) -> usize {
         check_against_plain(&walk, start);
         check_entry_start(&walk);
     }
-    walk.n
+    walk.into_frames()
 }
 
 /// `FENCEPOST_UNWIND=check`: the walk that started at the entry point's caller gives the
@@ -151,7 +148,7 @@ fn check_entry_start(walk: &Walk) {
         // frames cannot be told apart yet, and the walk through them keeps them.
         return;
     }
-    let mut again = [0u64; 320];
+    let mut again = [MaybeUninit::uninit(); 320];
     let len = (walk.out.len() + 32).min(again.len());
     let mut plain = Walk {
         out: &mut again[..len],
@@ -163,8 +160,8 @@ fn check_entry_start(walk: &Walk) {
         sp.saturating_add(STACK_SPAN),
     );
     let own = |pc: &&u64| !crate::process::in_own_text(**pc);
-    let through = plain.out[..plain.n].iter().filter(own);
-    let from_entry = walk.out[..walk.n].iter().filter(own);
+    let through = plain.frames().iter().filter(own);
+    let from_entry = walk.frames().iter().filter(own);
     // The entry's walk may have stopped earlier (its `out` is shorter): compare what it has,
     // and all of it when it reached the end of the stack.
     let same = if walk.n < walk.out.len() {
@@ -178,8 +175,8 @@ fn check_entry_start(walk: &Walk) {
         // SAFETY: writing a static message to stderr.
         unsafe { libc::write(2, msg.as_ptr() as *const c_void, msg.len()) };
         let walks = [
-            (&b"  through the shim:"[..], &plain.out[..plain.n]),
-            (&b"  from the caller: "[..], &walk.out[..walk.n]),
+            (&b"  through the shim:"[..], plain.frames()),
+            (&b"  from the caller: "[..], walk.frames()),
         ];
         for (name, frames) in walks {
             let mut line = [0u8; 4096];
@@ -213,23 +210,36 @@ pub fn forget_rules() {
     }
 }
 
-/// The output of a walk: the first `n` entries of `out` are written.
+/// The output of a walk: the first `n` entries of `out` are written, the rest never read
+/// (callers pass uninitialised buffers: zeroing them cost more than a short walk).
 struct Walk<'a> {
-    out: &'a mut [u64],
+    out: &'a mut [MaybeUninit<u64>],
     n: usize,
 }
 
-impl Walk<'_> {
+impl<'a> Walk<'a> {
     /// Appends a return address; false once `out` is full.
     fn push(&mut self, pc: u64) -> bool {
         match self.out.get_mut(self.n) {
             Some(slot) => {
-                *slot = pc;
+                slot.write(pc);
                 self.n += 1;
                 self.n < self.out.len()
             }
             None => false,
         }
+    }
+
+    /// The return addresses written so far.
+    fn frames(&self) -> &[u64] {
+        // SAFETY: the first `n` entries were written by `push`; MaybeUninit<u64> has u64's
+        // layout.
+        unsafe { core::slice::from_raw_parts(self.out.as_ptr() as *const u64, self.n) }
+    }
+
+    fn into_frames(self) -> &'a mut [u64] {
+        // SAFETY: as in `frames`; the walk gives up its borrow of `out`.
+        unsafe { core::slice::from_raw_parts_mut(self.out.as_mut_ptr() as *mut u64, self.n) }
     }
 }
 
@@ -272,16 +282,19 @@ fn mode() -> Mode {
 /// two walks differ.
 #[cold]
 fn check_against_plain(walk: &Walk, start: State) {
-    let mut again = [0u64; 320];
+    let mut again = [MaybeUninit::uninit(); 320];
     let len = walk.out.len().min(again.len());
     let mut plain = Walk {
         out: &mut again[..len],
-        n: walk.n.min(len).min(usize::from(!start.first)),
+        n: 0,
     };
-    plain.out[..plain.n].copy_from_slice(&walk.out[..plain.n]);
+    // A walk from the caller starts with the return address it read: the plain one too.
+    for &pc in &walk.frames()[..walk.n.min(len).min(usize::from(!start.first))] {
+        plain.push(pc);
+    }
     walk_from(&mut plain, start, start.sp.saturating_add(STACK_SPAN));
     CHECKED.fetch_add(1, Ordering::Relaxed);
-    if plain.n != walk.n || plain.out[..plain.n] != walk.out[..walk.n] {
+    if plain.frames() != walk.frames() {
         DIFFERED.fetch_add(1, Ordering::Relaxed);
         let msg = b"fencepost: unwind check: the memoized walk differs from the plain walk\n";
         // SAFETY: writing a static message to stderr.
@@ -707,16 +720,19 @@ struct Prefix {
 }
 
 impl Prefix {
+    /// Built field by field: from a struct literal of uninitialised arrays, rustc and LLVM
+    /// zero all 1.9 KiB anyway (a `memset` call at every walk, 6% of fast mode's time on
+    /// binary trees).
     #[inline(always)]
     fn new() -> Prefix {
-        Prefix {
-            len: 0,
-            sp: [MaybeUninit::uninit(); MEMO_STEPS],
-            fp: [MaybeUninit::uninit(); MEMO_STEPS],
-            at: [MaybeUninit::uninit(); MEMO_STEPS],
-            ra: [MaybeUninit::uninit(); MEMO_STEPS],
-            slot: [MaybeUninit::uninit(); MEMO_STEPS],
-            rbp_cfa: 0,
+        let mut prefix = MaybeUninit::<Prefix>::uninit();
+        let raw = prefix.as_mut_ptr();
+        // SAFETY: the two plain fields are written; every other field is an array of
+        // `MaybeUninit`, for which any contents (none) are valid.
+        unsafe {
+            core::ptr::addr_of_mut!((*raw).len).write(0);
+            core::ptr::addr_of_mut!((*raw).rbp_cfa).write(0);
+            prefix.assume_init()
         }
     }
 

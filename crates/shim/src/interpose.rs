@@ -197,6 +197,18 @@ fn allocate(req: Request) -> *mut c_void {
     let Some(_busy) = enter() else {
         return glibc_alloc(req);
     };
+    if !GUARD_MODE.load(Ordering::Relaxed) {
+        // The block first: its table entry's line then loads while the stack is walked.
+        let p = glibc_alloc(req);
+        if p.is_null() {
+            sys::set_errno(libc::ENOMEM);
+            return p;
+        }
+        table::prefetch(p as u64);
+        let stack = stacks::current_at(req.caller);
+        record_alloc(p, req.size, req.func, req.family, stack, table::PLACE_GLIBC);
+        return p;
+    }
     let stack = stacks::current_at(req.caller);
     let (p, place) = place_block(req, stack);
     if p.is_null() {

@@ -43,8 +43,17 @@ pub fn own_data_range() -> (usize, usize) {
 
 /// True when `pc` lies in the shim's own code (frames to drop from captured stacks).
 pub fn in_own_text(pc: u64) -> bool {
-    let pc = pc as usize;
-    pc >= TEXT_LO.load(Ordering::Relaxed) && pc < TEXT_HI.load(Ordering::Relaxed)
+    let (lo, hi) = own_text();
+    pc >= lo && pc < hi
+}
+
+/// The shim's code: [lo, hi), both 0 until the constructor has run.
+#[inline]
+pub fn own_text() -> (u64, u64) {
+    (
+        TEXT_LO.load(Ordering::Relaxed) as u64,
+        TEXT_HI.load(Ordering::Relaxed) as u64,
+    )
 }
 
 #[used]

@@ -58,48 +58,29 @@ fn hash(pcs: &[u64]) -> u64 {
     h.max(2) // 0 means empty
 }
 
-/// Frames captured on the common path: room for the default depth and one more.
+/// Frames captured on the common path (the default depth is 24).
 const SMALL: usize = 64;
 
 /// Captures the stack of a call to one of the shim's entry points, made from `caller`,
 /// and returns its id, emitting its definition the first time it is seen. The walk starts
-/// at the caller; one frame more than kept is walked, for `main_trampoline` below main
-/// (the only frame of the shim a walk from the program can meet).
+/// at the caller and leaves out the shim's own frames (`main_trampoline` below main).
 #[inline(never)]
 pub fn current_at(caller: unwind::Caller) -> u32 {
     if !ring::recording() {
         return 0;
     }
     let depth = (DEPTH.load(Ordering::Relaxed) as usize).clamp(1, MAX_FRAMES);
-    if depth + 1 > SMALL {
+    if depth > SMALL {
         return current_at_deep(caller, depth);
     }
     let mut buf = [MaybeUninit::uninit(); SMALL];
-    let pcs = unwind::capture_from(&mut buf[..depth + 1], caller);
-    let kept = drop_own_frames(pcs, depth);
-    intern(&pcs[..kept])
+    intern(unwind::capture_from(&mut buf[..depth], caller))
 }
 
 #[cold]
 fn current_at_deep(caller: unwind::Caller, depth: usize) -> u32 {
-    let mut buf = [MaybeUninit::uninit(); MAX_FRAMES + 1];
-    let pcs = unwind::capture_from(&mut buf[..depth + 1], caller);
-    let kept = drop_own_frames(pcs, depth);
-    intern(&pcs[..kept])
-}
-
-/// Drops the shim's own frames (`main_trampoline` below main, or the shim's frames under a
-/// new-handler the shim called), keeps at most `depth`, and returns how many are left at
-/// the front of `pcs`.
-fn drop_own_frames(pcs: &mut [u64], depth: usize) -> usize {
-    let mut kept = 0;
-    for i in 0..pcs.len() {
-        if !process::in_own_text(pcs[i]) && kept < depth {
-            pcs[kept] = pcs[i];
-            kept += 1;
-        }
-    }
-    kept
+    let mut buf = [MaybeUninit::uninit(); MAX_FRAMES];
+    intern(unwind::capture_from(&mut buf[..depth], caller))
 }
 
 /// The stack of the instruction at `pc` that raised the signal being handled: frame 0 is

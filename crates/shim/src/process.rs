@@ -174,6 +174,7 @@ pub fn init() {
     // SAFETY: the callback only stores into atomics.
     unsafe { libc::dl_iterate_phdr(Some(own_module_cb), core::ptr::null_mut()) };
     read_options();
+    crate::table::find_single_threaded_flag();
     crate::faults::install();
     let fd = env(c"FENCEPOST_RING_FD").and_then(sys::parse_u64);
     match fd.map(|fd| ring::attach(fd as i32)) {

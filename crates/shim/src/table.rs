@@ -9,7 +9,7 @@
 use crate::arena;
 use crate::sys::SpinLock;
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
 
 const SHARDS: usize = 64;
 const EMPTY: u64 = 0;
@@ -104,11 +104,38 @@ fn shard_of(addr: u64) -> &'static Shard {
     &TABLE[(page_hash(addr) >> 58) as usize % SHARDS]
 }
 
+/// glibc's `__libc_single_threaded` (2.32+), found at start; null before that, or when
+/// this glibc has none (then every operation locks).
+static SINGLE_THREADED: AtomicPtr<AtomicU8> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Finds glibc's flag for "no thread was ever created". Called by the constructor.
+pub fn find_single_threaded_flag() {
+    // SAFETY: dlsym with a NUL-terminated name; the variable lives as long as libc.
+    let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"__libc_single_threaded".as_ptr()) };
+    SINGLE_THREADED.store(p as *mut AtomicU8, Ordering::Relaxed);
+}
+
+/// True while the process has one thread and always had: glibc clears the flag in
+/// pthread_create before the new thread exists, and never sets it again (libstdc++ skips
+/// its reference-count atomics on the same flag). No other thread can then be in the
+/// table, so its locks, an atomic read-modify-write each, are skipped. A signal handler
+/// that allocates while this thread is in the table does not get here: the shim's
+/// reentrancy flag sends it to glibc directly.
+#[inline]
+fn single_threaded() -> bool {
+    let p = SINGLE_THREADED.load(Ordering::Relaxed);
+    // SAFETY: null, or glibc's one-byte flag, which lives as long as the process.
+    !p.is_null() && unsafe { &*p }.load(Ordering::Relaxed) != 0
+}
+
 /// The shard responsible for `addr`, locked. Dropping the guard unlocks it.
 pub fn lock(addr: u64) -> ShardGuard {
     let shard = shard_of(addr);
-    shard.lock.lock();
-    ShardGuard { shard }
+    let locked = !single_threaded();
+    if locked {
+        shard.lock.lock();
+    }
+    ShardGuard { shard, locked }
 }
 
 /// Starts loading the cache line where `addr`'s entry will be looked for, so that an
@@ -130,11 +157,16 @@ pub fn prefetch(addr: u64) {
 
 pub struct ShardGuard {
     shard: &'static Shard,
+    /// False when the process was single-threaded at `lock` (it still is at drop: the
+    /// shim creates no thread while it holds a shard).
+    locked: bool,
 }
 
 impl Drop for ShardGuard {
     fn drop(&mut self) {
-        self.shard.lock.unlock();
+        if self.locked {
+            self.shard.lock.unlock();
+        }
     }
 }
 

@@ -347,7 +347,18 @@ fn read_and_write_after_free_are_reported_with_alloc_and_free_lines() {
 
 #[test]
 fn underflow_write_is_found_at_free_by_default() {
-    let run = run_fencepost("underflow", &[], &prog("underflow"), &[]);
+    underflow_is_found_at_free("underflow", &[]);
+}
+
+/// Fast mode: the byte before the block is the last of its inline header's two canary
+/// bytes; the rest of the header is intact, so the report is as precise as guard mode's.
+#[test]
+fn underflow_write_is_found_at_free_in_fast_mode() {
+    underflow_is_found_at_free("underflow_fast", &["--mode=fast"]);
+}
+
+fn underflow_is_found_at_free(name: &str, args: &[&str]) {
+    let run = run_fencepost(name, args, &prog("underflow"), &[]);
     assert_ran_on(&run, "sixteen bytes..\n");
     let error = the_one_error(&run.report);
     let context = format!("{error:#?}\n{}", run.report.pretty());
@@ -384,6 +395,33 @@ fn underflow_write_is_found_at_free_by_default() {
     }
     assert_no_loss_records(&run.report);
     assert_books_balance(&run.report);
+}
+
+/// 16 bytes before a block overwritten: guard mode's canaries, fast mode's whole inline
+/// header (metadata included). Either way one underflow found at the free, with the
+/// block's real size and allocation line, and the program runs on (natively glibc aborts).
+#[test]
+fn wide_underflow_is_found_at_free_in_both_modes() {
+    for (name, mode) in [
+        ("underflow_wide", "--mode=guard"),
+        ("underflow_wide_fast", "--mode=fast"),
+    ] {
+        let run = run_fencepost(name, &[mode], &prog("underflow_wide"), &[]);
+        assert_ran_on(&run, "sum 21\nstill running\n");
+        let error = the_one_error(&run.report);
+        let context = format!("{mode}: {error:#?}\n{}", run.report.pretty());
+        let file = "underflow_wide.c";
+        let at = |m| Some((file.to_owned(), marker_line("c/underflow_wide.c", m)));
+        assert_eq!(error.kind, "heap-buffer-underflow", "{context}");
+        assert_eq!(error.found_at.as_deref(), Some("free"), "{context}");
+        let block = error.block.as_ref().expect("block");
+        assert_eq!((block.size, block.offset), (24, -16), "{context}");
+        assert_eq!(error.user_line(&[file]), at("free"), "stack\n{context}");
+        assert_eq!(error.alloc_line(&[file]), at("alloc"), "alloc\n{context}");
+        assert_eq!(error.count, 1, "{context}");
+        assert_no_loss_records(&run.report);
+        assert_books_balance(&run.report);
+    }
 }
 
 #[test]

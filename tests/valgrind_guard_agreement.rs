@@ -132,6 +132,45 @@ fn underflow_found_at_free_by_default() {
 }
 
 #[test]
+fn wide_underflow_found_at_free_in_both_modes() {
+    // memcheck sees two 8-byte writes (16 and 8 bytes before the block); fencepost finds
+    // the 16 changed bytes at the free, in guard mode in its canaries, in fast mode in the
+    // block's inline header. What must agree: an underflow of the same 24-byte block
+    // allocated at the same line, starting 16 bytes before it.
+    for (name, mode) in [
+        ("vg_underflow_wide", "--mode=guard"),
+        ("vg_underflow_wide_fast", "--mode=fast"),
+    ] {
+        let (run, memcheck) = run_both(name, "underflow_wide", &[mode]);
+        let files = ["underflow_wide.c"];
+        let vg = memcheck.access_keys(&files);
+        let line = |m| {
+            Some((
+                "underflow_wide.c".to_owned(),
+                marker_line("c/underflow_wide.c", m),
+            ))
+        };
+        let vg_lines: Vec<_> = vg.iter().map(|k| k.line.clone()).collect();
+        assert_eq!(
+            vg_lines,
+            [line("bad_low"), line("bad_high")],
+            "memcheck: at each write\n{vg:#?}"
+        );
+        let first = vg.iter().min_by_key(|k| k.offset).expect("two keys");
+        let fp = the_one(fencepost_access_keys(&run.report, &files), "fencepost");
+        let agreeing =
+            |k: &AccessKey| (k.kind.clone(), k.block_size, k.offset, k.alloc_line.clone());
+        assert_eq!(
+            agreeing(&fp),
+            agreeing(first),
+            "{mode}: fencepost: {fp:#?}\nmemcheck: {first:#?}"
+        );
+        assert_eq!(fp.line, line("free"), "{mode}: fencepost: at the free");
+        assert_losses_and_free_errors_agree(&run.report, &memcheck, &files);
+    }
+}
+
+#[test]
 fn strcpy_into_a_block_one_byte_short() {
     // The tools see different instructions: memcheck replaces strcpy with its own
     // byte-by-byte copy and reports the 1-byte write of the NUL at offset 9; fencepost

@@ -91,6 +91,7 @@ fn recipes() -> Vec<Recipe> {
         c("malloc_zero"),
         c("use_after_free"),
         c("underflow"),
+        c("underflow_wide"),
         c("own_segv_handler"),
         c("huge_alloc"),
         c("sse_aligned"),

@@ -257,7 +257,9 @@ pub const FAULT_WRITE: u32 = 1;
 pub const FATAL_SIGNAL_LEN: usize = 48 + INSN_LEN + REGS_LEN;
 /// Canary: pid u32, tid u32, block_addr u64, block_size u64, alloc_stack u32, stack u32
 /// (where it was found: the free; 0 at exit), bad_offset i64 (from the block start; negative
-/// below it), bad_len u32, alloc_func u8, reserved u8 u16, time u64.
+/// below it), bad_len u32, alloc_func u8, reserved u8 u16, time u64. block_size and
+/// alloc_stack both 0: the shim lost them (they were in the overwritten bytes, a fast-mode
+/// block header); the block is still live, and the analyzer's own record of it says.
 pub const CANARY_LEN: usize = 56;
 /// HeapStats: pid u32, reserved u32, guarded u64, unguarded u64 (blocks that got canaries
 /// only, past a budget), quarantine_bytes_max u64, guard_budget_bytes u64.

@@ -7,6 +7,7 @@
 //! reported and *not* passed to glibc, so the program runs on.
 
 use crate::guard;
+use crate::inline;
 use crate::sys::{
     self, __libc_calloc, __libc_free, __libc_malloc, __libc_memalign, __libc_realloc,
 };
@@ -126,6 +127,30 @@ fn glibc_alloc(req: Request) -> *mut c_void {
     }
 }
 
+/// A glibc block with room for an inline header in front (fast mode, see `inline`): the
+/// pointer to give the program, HDR bytes into the chunk. The header is written when the
+/// block is recorded.
+fn inline_alloc(req: Request) -> *mut c_void {
+    let total = req.size.saturating_add(inline::HDR + PAD);
+    // SAFETY: plain glibc allocations; the pointer moved stays inside the chunk.
+    unsafe {
+        let base = if req.zeroed {
+            __libc_calloc(1, total)
+        } else {
+            __libc_malloc(total)
+        };
+        if base.is_null() {
+            return base;
+        }
+        (base as *mut u8).add(inline::HDR) as *mut c_void
+    }
+}
+
+/// The chunk glibc handed out for the inline block at `p`.
+fn inline_base(p: *mut c_void) -> *mut c_void {
+    (p as usize - inline::HDR) as *mut c_void
+}
+
 /// A glibc block between two canary red zones: what a block gets when the guard heap is
 /// out of budget. Overruns are found when it is freed and at exit.
 fn packed_alloc(req: Request) -> *mut c_void {
@@ -198,6 +223,23 @@ fn allocate(req: Request) -> *mut c_void {
         return glibc_alloc(req);
     };
     if !GUARD_MODE.load(Ordering::Relaxed) {
+        if req.align <= 16 {
+            let p = inline_alloc(req);
+            if p.is_null() {
+                sys::set_errno(libc::ENOMEM);
+                return p;
+            }
+            let stack = stacks::current_at(req.caller);
+            record_alloc(
+                p,
+                req.size,
+                req.func,
+                req.family,
+                stack,
+                table::PLACE_INLINE,
+            );
+            return p;
+        }
         // The block first: its table entry's line then loads while the stack is walked.
         let p = glibc_alloc(req);
         if p.is_null() {
@@ -232,7 +274,9 @@ fn record_alloc(p: *mut c_void, size: usize, f: u8, fam: u8, stack: u32, place: 
         crate::leaks::note_heap_address(addr);
     }
     let mut shard = table::lock(addr);
-    shard.insert(addr, meta);
+    if place != table::PLACE_INLINE || !inline::mark(addr, &meta) {
+        shard.insert(addr, meta);
+    }
     let mut rec = [0u8; wire::ALLOC_LEN];
     let mut w = wire::PayloadWriter::new(&mut rec);
     w.u32(process::pid());
@@ -258,7 +302,16 @@ fn record_release(p: *mut c_void, f: u8, fam: u8, caller: Caller) -> Option<(Blo
     let keep = FREE_STACKS.load(Ordering::Relaxed);
     let stack = if keep { stacks::current_at(caller) } else { 0 };
     let mut shard = table::lock(addr);
-    if let Some(meta) = shard.remove(addr) {
+    let found = match inline::take(addr) {
+        Some((meta, inline::Damage::None)) => Some(meta),
+        Some((meta, damage)) => Some(damaged_header(addr, meta, damage, stack, caller)),
+        None => shard.remove(addr),
+    };
+    if let Some(mut meta) = found {
+        if meta.place == PLACE_DAMAGED {
+            // The header's family was overwritten with the rest: claim no mismatch.
+            meta.family = fam;
+        }
         let mut rec = [0u8; wire::FREE_LEN];
         let mut w = wire::PayloadWriter::new(&mut rec);
         w.u32(process::pid());
@@ -299,6 +352,55 @@ fn record_release(p: *mut c_void, f: u8, fam: u8, caller: Caller) -> Option<(Blo
     scrub(&mut rec);
     None
 }
+
+/// An inline block whose header the program wrote over (an underrun of this block, or an
+/// overrun of the one before), reported like overwritten canaries before the block's
+/// release, so that the analyzer still has it live. When only the header's canary bytes
+/// changed, the rest of it is trusted and the block goes back to glibc as usual. When the
+/// metadata itself changed, the record says 0 for the size and the stack (the analyzer has
+/// both), and the block is never given back to glibc, whose own chunk header just in front
+/// was likely hit too.
+#[cold]
+fn damaged_header(
+    addr: u64,
+    meta: BlockMeta,
+    damage: inline::Damage,
+    stack: u32,
+    caller: Caller,
+) -> BlockMeta {
+    let stack = if stack == 0 {
+        stacks::current_at(caller)
+    } else {
+        stack
+    };
+    match damage {
+        inline::Damage::Canary { offset, len } => {
+            emit_canary(addr, &meta, stack, offset, len);
+            meta
+        }
+        _ => {
+            let unknown = BlockMeta {
+                size: 0,
+                stack: 0,
+                ..meta
+            };
+            emit_canary(
+                addr,
+                &unknown,
+                stack,
+                -(inline::HDR as i64),
+                inline::HDR as u32,
+            );
+            BlockMeta {
+                place: PLACE_DAMAGED,
+                ..meta
+            }
+        }
+    }
+}
+
+/// A released block that must stay where it is (`damaged_header`).
+const PLACE_DAMAGED: u8 = 0xff;
 
 /// Reports overwritten canary bytes around a block (at its free, or at exit: stack 0).
 pub fn emit_canary(addr: u64, meta: &BlockMeta, stack: u32, offset: i64, len: u32) {
@@ -343,6 +445,8 @@ fn release_block(p: *mut c_void, meta: &BlockMeta, f: u8, stack: u32) {
         table::PLACE_PACKED => unsafe {
             __libc_free((p as *mut u8).sub(guard::REDZONE) as *mut c_void)
         },
+        table::PLACE_INLINE => fast_quarantine::push(inline_base(p), meta.size.max(1)),
+        PLACE_DAMAGED => {}
         _ => fast_quarantine::push(p, meta.size.max(1)),
     }
 }
@@ -356,7 +460,9 @@ fn release(p: *mut c_void, f: u8, fam: u8, caller: Caller) {
         return; // the exit report is made; the memory goes away with the process
     }
     let Some(_busy) = enter() else {
-        if guard::slot_at(p as usize).is_none() {
+        // An inline block is left alone: freeing it here, unrecorded, would leave it live
+        // for the analyzer (this path is for the shim's own nested allocations).
+        if guard::slot_at(p as usize).is_none() && !inline::is_live(p as u64) {
             // SAFETY: a block allocated raw on this thread's nested path.
             unsafe { __libc_free(p) };
         }
@@ -447,6 +553,24 @@ fn unrecorded_realloc(p: *mut c_void, size: usize) -> *mut c_void {
                 q
             }
         }
+        // An inline block is copied to a plain glibc block and left as it is: its bit and
+        // header change only under its shard's lock, which this path (after the exit
+        // report, or nested in the shim) must not wait for.
+        None if inline::is_live(p as u64) => {
+            let old = inline::size_hint(p as u64).unwrap_or(0);
+            // SAFETY: a fresh glibc block and the live inline block, `min` bytes each.
+            unsafe {
+                let q = __libc_malloc(size.max(1));
+                if !q.is_null() {
+                    core::ptr::copy_nonoverlapping(
+                        p as *const u8,
+                        q as *mut u8,
+                        (old as usize).min(size),
+                    );
+                }
+                q
+            }
+        }
         // SAFETY: a glibc block (or null).
         None => unsafe { __libc_realloc(p, size) },
     }
@@ -476,9 +600,9 @@ fn realloc_impl(p: *mut c_void, size: usize, f: u8, caller: Caller) -> *mut c_vo
         }
         return core::ptr::null_mut();
     }
-    let old = table::lock(p as u64).get(p as u64);
-    let in_place =
-        !GUARD_MODE.load(Ordering::Relaxed) && old.is_some_and(|m| m.place == table::PLACE_GLIBC);
+    let old = lookup(p as u64);
+    let in_place = !GUARD_MODE.load(Ordering::Relaxed)
+        && old.is_some_and(|m| m.place == table::PLACE_GLIBC || m.place == table::PLACE_INLINE);
     if !in_place {
         // Every realloc moves the block, as under memcheck: a stale pointer to the old one
         // then faults in quarantine.
@@ -526,8 +650,19 @@ fn realloc_impl(p: *mut c_void, size: usize, f: u8, caller: Caller) -> *mut c_vo
     let Some((old, _)) = record_release(p, f, family::MALLOC, caller) else {
         return core::ptr::null_mut();
     };
-    // SAFETY: `p` was live in glibc's heap.
-    let q = unsafe { __libc_realloc(p, size.saturating_add(PAD)) };
+    let q = if old.place == table::PLACE_INLINE {
+        // SAFETY: the chunk of an inline block that was live; the header moves with it and
+        // is rewritten when the new block is recorded.
+        let q = unsafe { __libc_realloc(inline_base(p), size.saturating_add(inline::HDR + PAD)) };
+        if q.is_null() {
+            q
+        } else {
+            (q as usize + inline::HDR) as *mut c_void
+        }
+    } else {
+        // SAFETY: `p` was live in glibc's heap.
+        unsafe { __libc_realloc(p, size.saturating_add(PAD)) }
+    };
     drop(busy);
     let _busy = enter();
     let stack = stacks::current_at(caller);
@@ -543,8 +678,14 @@ fn realloc_impl(p: *mut c_void, size: usize, f: u8, caller: Caller) -> *mut c_vo
         );
         return q;
     }
-    record_alloc(q, size, f, family::MALLOC, stack, table::PLACE_GLIBC);
+    record_alloc(q, size, f, family::MALLOC, stack, old.place);
     q
+}
+
+/// What is known of the live block at `addr`, inline or in the table.
+fn lookup(addr: u64) -> Option<BlockMeta> {
+    let mut shard = table::lock(addr);
+    inline::get(addr).or_else(|| shard.get(addr))
 }
 
 trampoline!(realloc => realloc_at, 2);
@@ -664,9 +805,7 @@ pub extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
     if p.is_null() {
         return 0;
     }
-    table::lock(p as u64)
-        .get(p as u64)
-        .map_or(0, |m| m.size as usize)
+    lookup(p as u64).map_or(0, |m| m.size as usize)
 }
 
 // ---- C++ ----

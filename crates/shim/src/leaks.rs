@@ -8,6 +8,7 @@
 //! reachable from it are `indirect`. Memory is read with `process_vm_readv` on ourselves, so
 //! a mapping that vanishes under us is an error code, not a crash.
 
+use crate::inline;
 use crate::table::{self, BlockMeta};
 use crate::wire::{self, kind, leak};
 use crate::{arena, process, ring};
@@ -96,7 +97,7 @@ impl Scan {
 /// Called once, from the exit path, with `sp` the stack pointer at entry.
 pub fn classify_and_report(sp: usize, how: u32, code: i32) {
     table::lock_all();
-    let n = table::live_count();
+    let n = table::live_count() + inline::live_count();
     let bytes = |per: usize| (n.max(1)) * per;
     let blocks = arena::alloc(bytes(core::mem::size_of::<Block>())) as *mut Block;
     let state = arena::alloc(bytes(1));
@@ -109,13 +110,15 @@ pub fn classify_and_report(sp: usize, how: u32, code: i32) {
         return;
     }
     let mut i = 0;
-    table::for_each(|addr, meta| {
+    let mut add = |addr, meta| {
         if i < n {
             // SAFETY: i < n, the array has n slots.
             unsafe { *blocks.add(i) = Block { addr, meta } };
             i += 1;
         }
-    });
+    };
+    table::for_each(&mut add);
+    inline::for_each(&mut add);
     table::unlock_all();
     // SAFETY: opening a proc file read-only; closed below.
     let pagemap = unsafe {

@@ -32,6 +32,9 @@ pub const PLACE_GLIBC: u8 = 0;
 pub const PLACE_GUARDED: u8 = 1;
 /// A glibc block between canary red zones (the guard heap's budget was reached).
 pub const PLACE_PACKED: u8 = 2;
+/// A glibc block with its metadata in a header in front of it (fast mode, see `inline`);
+/// in the table only when the inline bitmap had no room for it.
+pub const PLACE_INLINE: u8 = 3;
 
 #[derive(Clone, Copy)]
 #[repr(C)]

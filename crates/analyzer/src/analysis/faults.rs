@@ -417,6 +417,15 @@ impl Analyzer {
 
     pub(super) fn canary(&mut self, c: &CanaryRecord) {
         let img = self.image_for(c.pid);
+        let mut c = *c;
+        if c.block_size == 0 && c.alloc_stack == 0 {
+            // The shim's copy of the block's size and stack was in the overwritten bytes.
+            if let Some(b) = self.images[img].live.get(c.block_addr) {
+                c.block_size = b.size;
+                c.alloc_stack = b.stack;
+                c.alloc_func = b.func;
+            }
+        }
         let (kind, side) = if c.bad_offset < 0 {
             (ErrorKind::HeapBufferUnderflow, "before")
         } else {

@@ -1,0 +1,277 @@
+//! Fast mode's blocks keep their metadata inline: 16 bytes in front of the block, in the
+//! same glibc chunk, and one bit per 16 bytes of address space says where a live block
+//! starts.
+//!
+//! The live-block table is a hash table far larger than the caches once a program holds a
+//! few hundred thousand blocks, and every allocation and free missed in it: with a million
+//! live blocks, the two misses were most of fast mode's cost. The header shares a cache
+//! line with the block the program is about to use, and the bitmap is 1/128 of the heap's
+//! span, so both are usually in cache.
+//!
+//! The bitmap, not the header, says whether a pointer is ours: a header is read only where
+//! a bit says a live block starts, so a free of a pointer that was never ours (or was
+//! already freed) touches nothing the program owns. Bits and headers change under the
+//! table's shard lock for the block's address (`table::lock`), like table entries: the
+//! bits of one 64-bit word cover 1 KiB, inside one page, so within one shard, and a plain
+//! load and store updates them. A header the program overwrote (an underrun of the block,
+//! or an overrun of the one before) fails its check and is reported; the block is then
+//! never given back to glibc, whose own chunk header was probably hit too.
+//!
+//! Blocks that need more than 16-byte alignment, and every block in guard mode, stay in
+//! the table. If a bitmap leaf cannot be mapped, the block goes in the table with its
+//! header all the same (`table::PLACE_INLINE`): where its metadata lives and how its
+//! memory is laid out are separate questions.
+
+use crate::guard::CANARY;
+use crate::sys;
+use crate::table::{BlockMeta, PLACE_INLINE};
+use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+
+/// Bytes in front of each inline block.
+pub const HDR: usize = 16;
+
+const GRANULE_SHIFT: u32 = 4;
+/// One leaf of the bitmap covers 1 GiB of address space (8 MiB of bits, mapped without
+/// reserve and touched only where blocks are).
+const REGION_SHIFT: u32 = 30;
+const REGIONS: usize = 1 << (47 - REGION_SHIFT);
+const LEAF_WORDS: usize = 1 << (REGION_SHIFT - GRANULE_SHIFT - 6);
+const PAGE: usize = 4096;
+const WORDS_PER_PAGE: usize = PAGE / 8;
+/// After a leaf's bits, one bit per page of bits: set once the page was written. The exit
+/// scan reads only those pages (asking the kernel with mincore would miss swapped ones).
+const SUMMARY_WORDS: usize = LEAF_WORDS / WORDS_PER_PAGE / 64;
+const LEAF_BYTES: usize = (LEAF_WORDS + SUMMARY_WORDS) * 8;
+
+/// The bitmap's leaves by region (1 MiB of zeroed .bss, touched where used).
+static DIR: [AtomicPtr<AtomicU64>; REGIONS] =
+    [const { AtomicPtr::new(core::ptr::null_mut()) }; REGIONS];
+
+/// 16 bytes: the size (48 bits, all x86-64 addresses have), family, entry point, stack, a
+/// check over those and the block's address, and two canary bytes next to the block, where
+/// an underrun lands first: damage confined to them is reported to the byte, with the rest
+/// of the header still trusted.
+#[repr(C)]
+struct Header {
+    size_lo: u32,
+    size_hi: u16,
+    family: u8,
+    func: u8,
+    stack: u32,
+    check: u16,
+    canary: [u8; 2],
+}
+
+const _: () = assert!(core::mem::size_of::<Header>() == HDR);
+
+/// Largest size a header holds; bigger requests never succeed on x86-64.
+const MAX_SIZE: u64 = (1 << 48) - 1;
+
+fn check_of(addr: u64, size: u64, stack: u32, family: u8, func: u8) -> u16 {
+    let x = addr
+        ^ size.rotate_left(17)
+        ^ (u64::from(stack) << 32)
+        ^ (u64::from(family) << 8)
+        ^ u64::from(func);
+    (x.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 48) as u16
+}
+
+/// What a header said when its block was released.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Damage {
+    None,
+    /// Only canary bytes changed: the first changed one at `offset` from the block (-2 or
+    /// -1), `len` bytes up to the block. The metadata is intact.
+    Canary {
+        offset: i64,
+        len: u32,
+    },
+    /// The metadata itself was overwritten (so at least the 16 bytes of the header are
+    /// suspect); what `take` returned is not to be trusted.
+    Header,
+}
+
+/// The bitmap word and bit for `addr`, if its leaf exists.
+#[inline]
+fn bit_of(addr: u64) -> Option<(&'static AtomicU64, u64)> {
+    let leaf = DIR
+        .get((addr >> REGION_SHIFT) as usize)?
+        .load(Ordering::Acquire);
+    if leaf.is_null() {
+        return None;
+    }
+    let granule = (addr as usize & ((1 << REGION_SHIFT) - 1)) >> GRANULE_SHIFT;
+    // SAFETY: granule / 64 < LEAF_WORDS; leaves are never unmapped.
+    Some((unsafe { &*leaf.add(granule / 64) }, 1u64 << (granule % 64)))
+}
+
+/// Like `bit_of`, mapping the leaf if it is missing. None if it cannot be mapped.
+fn bit_for(addr: u64) -> Option<(&'static AtomicU64, u64)> {
+    if let Some(b) = bit_of(addr) {
+        return Some(b);
+    }
+    let slot = DIR.get((addr >> REGION_SHIFT) as usize)?;
+    let leaf = sys::map_anon(LEAF_BYTES, true) as *mut AtomicU64;
+    if leaf.is_null() {
+        return None;
+    }
+    if slot
+        .compare_exchange(
+            core::ptr::null_mut(),
+            leaf,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        )
+        .is_err()
+    {
+        // Another thread mapped this region's leaf first.
+        // SAFETY: our own mapping, never published.
+        unsafe { libc::munmap(leaf as *mut libc::c_void, LEAF_BYTES) };
+    }
+    bit_of(addr)
+}
+
+/// Writes the header of the block at `addr` (16-aligned, with HDR bytes of its chunk in
+/// front) and marks it live. False when the bitmap has no room for it: the caller then
+/// records it in the table. Call with `addr`'s shard locked.
+pub fn mark(addr: u64, meta: &BlockMeta) -> bool {
+    let size = meta.size.min(MAX_SIZE);
+    let header = Header {
+        size_lo: size as u32,
+        size_hi: (size >> 32) as u16,
+        family: meta.family,
+        func: meta.func,
+        stack: meta.stack,
+        check: check_of(addr, size, meta.stack, meta.family, meta.func),
+        canary: [CANARY; 2],
+    };
+    // SAFETY: the HDR bytes before `addr` belong to the block's glibc chunk and to no one
+    // else; the block is not handed to the program yet.
+    unsafe { ((addr as usize - HDR) as *mut Header).write(header) };
+    let Some((word, bit)) = bit_for(addr) else {
+        return false;
+    };
+    let w = word.load(Ordering::Relaxed);
+    if w == 0 {
+        note_page(addr);
+    }
+    word.store(w | bit, Ordering::Relaxed);
+    true
+}
+
+/// Sets the summary bit of the bitmap page holding `addr`'s bit (first block in a word: a
+/// page already noted is not written again, so this is rare and never contended for long).
+#[cold]
+fn note_page(addr: u64) {
+    let leaf = DIR[(addr >> REGION_SHIFT) as usize].load(Ordering::Acquire);
+    let page = (addr as usize & ((1 << REGION_SHIFT) - 1)) >> GRANULE_SHIFT >> 6 >> 9;
+    // SAFETY: the summary words follow the LEAF_WORDS bit words in the leaf's mapping.
+    let summary = unsafe { &*leaf.add(LEAF_WORDS + page / 64) };
+    let bit = 1u64 << (page % 64);
+    if summary.load(Ordering::Relaxed) & bit == 0 {
+        summary.fetch_or(bit, Ordering::Relaxed);
+    }
+}
+
+/// What the header of the live inline block at `addr` says, and what was overwritten in
+/// it. Only for an address whose bit is set.
+fn read(addr: u64) -> (BlockMeta, Damage) {
+    // SAFETY: a set bit means a live inline block starts at `addr`, with its header in the
+    // HDR bytes before it.
+    let h = unsafe { ((addr as usize - HDR) as *const Header).read() };
+    let size = u64::from(h.size_lo) | u64::from(h.size_hi) << 32;
+    let meta = BlockMeta {
+        size,
+        stack: h.stack,
+        family: h.family,
+        func: h.func,
+        place: PLACE_INLINE,
+    };
+    let damage = if h.check != check_of(addr, size, h.stack, h.family, h.func) {
+        Damage::Header
+    } else if let Some(first) = h.canary.iter().position(|&b| b != CANARY) {
+        let len = h.canary.len() - first;
+        Damage::Canary {
+            offset: -(len as i64),
+            len: len as u32,
+        }
+    } else {
+        Damage::None
+    };
+    (meta, damage)
+}
+
+/// The size in the header of the inline block at `addr` if the header is intact, read
+/// without the shard lock (for a copy on a path that cannot take it).
+pub fn size_hint(addr: u64) -> Option<u64> {
+    if !is_live(addr) {
+        return None;
+    }
+    let (meta, damage) = read(addr);
+    (damage != Damage::Header).then_some(meta.size)
+}
+
+/// True when a live inline block starts at `addr`.
+#[inline]
+pub fn is_live(addr: u64) -> bool {
+    addr.is_multiple_of(16)
+        && bit_of(addr).is_some_and(|(word, bit)| word.load(Ordering::Relaxed) & bit != 0)
+}
+
+/// The live inline block at `addr`, if any. Call with `addr`'s shard locked.
+pub fn get(addr: u64) -> Option<BlockMeta> {
+    is_live(addr).then(|| read(addr).0)
+}
+
+/// Ends the live inline block at `addr`: returns its metadata and what was overwritten in
+/// its header, or None if no live inline block starts there. Call with `addr`'s shard
+/// locked.
+#[inline]
+pub fn take(addr: u64) -> Option<(BlockMeta, Damage)> {
+    if !addr.is_multiple_of(16) {
+        return None;
+    }
+    let (word, bit) = bit_of(addr)?;
+    let w = word.load(Ordering::Relaxed);
+    if w & bit == 0 {
+        return None;
+    }
+    word.store(w & !bit, Ordering::Relaxed);
+    Some(read(addr))
+}
+
+/// Live inline blocks. Call with every shard lock held.
+pub fn live_count() -> usize {
+    let mut n = 0;
+    for_each(|_, _| n += 1);
+    n
+}
+
+/// Calls `f` for every live inline block, in address order. Call with every shard lock
+/// held. Only the bitmap pages that were ever written are read.
+pub fn for_each(mut f: impl FnMut(u64, BlockMeta)) {
+    for (region, slot) in DIR.iter().enumerate() {
+        let leaf = slot.load(Ordering::Acquire);
+        if leaf.is_null() {
+            continue;
+        }
+        let base = (region as u64) << REGION_SHIFT;
+        for page in 0..SUMMARY_WORDS * 64 {
+            // SAFETY: the summary words follow the bit words in the leaf.
+            let summary = unsafe { &*leaf.add(LEAF_WORDS + page / 64) };
+            if summary.load(Ordering::Relaxed) & (1 << (page % 64)) == 0 {
+                continue;
+            }
+            for w in page * WORDS_PER_PAGE..(page + 1) * WORDS_PER_PAGE {
+                // SAFETY: w < LEAF_WORDS.
+                let mut bits = unsafe { &*leaf.add(w) }.load(Ordering::Relaxed);
+                while bits != 0 {
+                    let b = bits.trailing_zeros() as u64;
+                    bits &= bits - 1;
+                    let addr = base + (((w as u64) * 64 + b) << GRANULE_SHIFT);
+                    f(addr, read(addr).0);
+                }
+            }
+        }
+    }
+}

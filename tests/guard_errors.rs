@@ -424,6 +424,67 @@ fn wide_underflow_is_found_at_free_in_both_modes() {
     }
 }
 
+/// A block whose 16 bytes in front were overwritten, then resized instead of freed, and
+/// another never freed: each underflow is found (at the realloc, and at exit), the
+/// realloc keeps the contents, and the second block is one definite leak with its size and
+/// allocation line. In fast mode both inline headers lose their metadata: the sizes and
+/// stacks come from the analyzer's records.
+#[test]
+fn underflows_found_at_realloc_and_at_exit_in_both_modes() {
+    for (name, mode) in [
+        ("underflow_kept", "--mode=guard"),
+        ("underflow_kept_fast", "--mode=fast"),
+    ] {
+        let run = run_fencepost(name, &[mode], &prog("underflow_kept"), &[]);
+        assert_ran_on(&run, "a 1 2 3\nstill running\n");
+        let context = format!("{mode}:\n{}", run.report.pretty());
+        let file = "underflow_kept.c";
+        let at = |m| Some((file.to_owned(), marker_line("c/underflow_kept.c", m)));
+        let mut errors = run.report.errors();
+        errors.sort_by_key(|e| e.block.as_ref().map(|b| b.size));
+        let found: Vec<_> = errors
+            .iter()
+            .map(|e| {
+                let block = e.block.as_ref().expect("block");
+                (
+                    e.kind.as_str(),
+                    e.found_at.as_deref(),
+                    block.size,
+                    block.offset,
+                    e.alloc_line(&[file]),
+                )
+            })
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (
+                    "heap-buffer-underflow",
+                    Some("free"),
+                    24,
+                    -16,
+                    at("alloc_a")
+                ),
+                (
+                    "heap-buffer-underflow",
+                    Some("exit"),
+                    32,
+                    -16,
+                    at("alloc_b")
+                ),
+            ],
+            "{context}"
+        );
+        assert_eq!(errors[0].user_line(&[file]), at("grow"), "{context}");
+        let definite = leaks_of_kind(&run.report, "definite");
+        let leaks: Vec<_> = definite
+            .iter()
+            .map(|l| (l.bytes, l.blocks, l.user_line(&[file])))
+            .collect();
+        assert_eq!(leaks, [(32, 1, at("alloc_b"))], "{context}");
+    }
+}
+
 #[test]
 fn underflow_write_is_found_at_the_instruction_with_protect_below() {
     let run = run_fencepost(

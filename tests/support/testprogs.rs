@@ -92,6 +92,7 @@ fn recipes() -> Vec<Recipe> {
         c("use_after_free"),
         c("underflow"),
         c("underflow_wide"),
+        c("underflow_kept"),
         c("own_segv_handler"),
         c("huge_alloc"),
         c("sse_aligned"),

@@ -524,7 +524,19 @@ impl Analyzer {
             Event::BadFree(b) => self.bad_free(b),
             Event::LeakBlocks(l) => {
                 let img = self.image_for(l.pid);
-                self.images[img].leak_entries.extend_from_slice(&l.entries);
+                let image = &mut self.images[img];
+                image.leak_entries.extend(l.entries.iter().map(|&e| {
+                    // Size and stack 0: the shim lost them with the block's overwritten
+                    // inline header (reported as an underflow); the live map has them.
+                    match image.live.get(e.addr) {
+                        Some(b) if e.size == 0 && e.stack == 0 => LeakEntry {
+                            size: b.size,
+                            stack: b.stack,
+                            ..e
+                        },
+                        _ => e,
+                    }
+                }));
             }
             Event::ForkPrepare(f) => {
                 let img = self.image_for(f.pid);

@@ -175,12 +175,15 @@ fn note_page(addr: u64) {
 
 /// What the header of the live inline block at `addr` says, and what was overwritten in
 /// it. Only for an address whose bit is set.
+///
+/// When the metadata itself was overwritten, the size and stack returned are 0 (the
+/// analyzer has both; a size read from such a header could send the exit scan anywhere).
 fn read(addr: u64) -> (BlockMeta, Damage) {
     // SAFETY: a set bit means a live inline block starts at `addr`, with its header in the
     // HDR bytes before it.
     let h = unsafe { ((addr as usize - HDR) as *const Header).read() };
     let size = u64::from(h.size_lo) | u64::from(h.size_hi) << 32;
-    let meta = BlockMeta {
+    let mut meta = BlockMeta {
         size,
         stack: h.stack,
         family: h.family,
@@ -188,6 +191,8 @@ fn read(addr: u64) -> (BlockMeta, Damage) {
         place: PLACE_INLINE,
     };
     let damage = if h.check != check_of(addr, size, h.stack, h.family, h.func) {
+        meta.size = 0;
+        meta.stack = 0;
         Damage::Header
     } else if let Some(first) = h.canary.iter().position(|&b| b != CANARY) {
         let len = h.canary.len() - first;
@@ -199,6 +204,30 @@ fn read(addr: u64) -> (BlockMeta, Damage) {
         Damage::None
     };
     (meta, damage)
+}
+
+/// What was overwritten in the header of the live inline block at `addr` (the exit
+/// scan's check of blocks never freed). Call with every shard lock held.
+pub fn damage(addr: u64) -> Damage {
+    if !is_live(addr) {
+        return Damage::None;
+    }
+    read(addr).1
+}
+
+/// At most how many bytes the block at `addr` can have, from glibc's header of its chunk
+/// (for a copy out of a block whose own header is lost); 0 if that looks wrong too.
+pub fn chunk_bound(addr: u64) -> u64 {
+    // SAFETY: glibc's size word is the 8 bytes before the chunk, which starts HDR bytes
+    // before the block: memory of the same heap, readable.
+    let word = unsafe { ((addr as usize - HDR - 8) as *const u64).read() };
+    let chunk = word & !7;
+    // glibc's chunks are multiples of 16, at least 32 bytes.
+    if chunk < 32 || !chunk.is_multiple_of(16) || chunk > 1 << 40 {
+        return 0;
+    }
+    // Room after the header, less glibc's size word and our pad at the end.
+    chunk.saturating_sub((HDR + 16) as u64)
 }
 
 /// The size in the header of the inline block at `addr` if the header is intact, read
@@ -221,6 +250,16 @@ pub fn is_live(addr: u64) -> bool {
 /// The live inline block at `addr`, if any. Call with `addr`'s shard locked.
 pub fn get(addr: u64) -> Option<BlockMeta> {
     is_live(addr).then(|| read(addr).0)
+}
+
+/// The live inline block at `addr` if its header is intact. Call with `addr`'s shard
+/// locked.
+pub fn get_intact(addr: u64) -> Option<BlockMeta> {
+    if !is_live(addr) {
+        return None;
+    }
+    let (meta, damage) = read(addr);
+    (damage == Damage::None).then_some(meta)
 }
 
 /// Ends the live inline block at `addr`: returns its metadata and what was overwritten in

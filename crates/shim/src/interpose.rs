@@ -426,6 +426,11 @@ pub fn check_block(addr: u64, meta: &BlockMeta) -> Option<(i64, u32)> {
     match meta.place {
         table::PLACE_GUARDED => guard::live_slot_of(addr as usize).and_then(guard::check_canaries),
         table::PLACE_PACKED => packed_canaries(addr as *mut c_void, meta.size as usize),
+        table::PLACE_INLINE => match inline::damage(addr) {
+            inline::Damage::None => None,
+            inline::Damage::Canary { offset, len } => Some((offset, len)),
+            inline::Damage::Header => Some((-(inline::HDR as i64), inline::HDR as u32)),
+        },
         _ => None,
     }
 }
@@ -645,11 +650,34 @@ fn realloc_impl(p: *mut c_void, size: usize, f: u8, caller: Caller) -> *mut c_vo
         record_alloc(q, size, f, family::MALLOC, stack, place);
         return q;
     }
-    // Fast mode: glibc's realloc, recorded as a free and an allocation. The release is
-    // recorded before glibc may hand the old address to another thread.
+    if let Some(q) = inline_realloc(p, size, f, caller) {
+        return q;
+    }
+    // Fast mode, any other block: glibc's realloc, recorded as a free and an allocation.
+    // The release is recorded before glibc may hand the old address to another thread.
     let Some((old, _)) = record_release(p, f, family::MALLOC, caller) else {
         return core::ptr::null_mut();
     };
+    if old.place == PLACE_DAMAGED {
+        // Its header (and maybe glibc's in front) was overwritten, which is reported: it
+        // stays where it is, and its bytes go to a new block, as far as glibc's header
+        // still vouches for them.
+        drop(busy);
+        let q = allocate(Request {
+            size,
+            align: 0,
+            func: f,
+            family: family::MALLOC,
+            zeroed: false,
+            caller,
+        });
+        if !q.is_null() {
+            let n = (inline::chunk_bound(p as u64) as usize).min(size);
+            // SAFETY: a fresh block of `size` bytes, and `n` bytes of the old chunk.
+            unsafe { core::ptr::copy_nonoverlapping(p as *const u8, q as *mut u8, n) };
+        }
+        return q;
+    }
     let q = if old.place == table::PLACE_INLINE {
         // SAFETY: the chunk of an inline block that was live; the header moves with it and
         // is rewritten when the new block is recorded.
@@ -680,6 +708,63 @@ fn realloc_impl(p: *mut c_void, size: usize, f: u8, caller: Caller) -> *mut c_vo
     }
     record_alloc(q, size, f, family::MALLOC, stack, old.place);
     q
+}
+
+/// Fast mode's realloc of an intact inline block of the malloc family: glibc's realloc,
+/// recorded as one `Realloc` record instead of a free and an allocation. The old block's
+/// shard stays locked across glibc's realloc: a thread that glibc hands the old address
+/// to next records its allocation after this record. None, having changed nothing, for
+/// any other block (the caller takes the general path, which reports what is wrong).
+fn inline_realloc(p: *mut c_void, size: usize, f: u8, caller: Caller) -> Option<*mut c_void> {
+    let addr = p as u64;
+    if !inline::is_live(addr) {
+        return None;
+    }
+    let stack = stacks::current_at(caller);
+    let shard = table::lock(addr);
+    let old = inline::get_intact(addr).filter(|m| m.family == family::MALLOC)?;
+    inline::take(addr);
+    // SAFETY: the chunk of a live inline block; its header moves with it and is rewritten
+    // below.
+    let q = unsafe { __libc_realloc(inline_base(p), size.saturating_add(inline::HDR + PAD)) };
+    if q.is_null() {
+        // glibc left the old block as it was: still live, nothing to record.
+        inline::mark(addr, &old);
+        drop(shard);
+        sys::set_errno(libc::ENOMEM);
+        return Some(q);
+    }
+    let q = (q as usize + inline::HDR) as *mut c_void;
+    let mut rec = [0u8; wire::REALLOC_LEN];
+    let mut w = wire::PayloadWriter::new(&mut rec);
+    w.u32(process::pid());
+    w.u32(tid());
+    w.u64(addr);
+    w.u64(q as u64);
+    w.u64(size as u64);
+    w.u32(stack);
+    w.u8(f);
+    w.u8(0);
+    w.u16(0);
+    w.u64(sys::coarse_ns());
+    ring::emit(kind::REALLOC, &[&rec]);
+    scrub(&mut rec);
+    drop(shard);
+    // The new block is nobody else's yet: marking it under its own shard's lock after the
+    // record is enough.
+    let meta = BlockMeta {
+        size: size as u64,
+        stack,
+        family: family::MALLOC,
+        func: f,
+        place: table::PLACE_INLINE,
+    };
+    crate::leaks::note_heap_address(q as u64);
+    let mut shard = table::lock(q as u64);
+    if !inline::mark(q as u64, &meta) {
+        shard.insert(q as u64, meta);
+    }
+    Some(q)
 }
 
 /// What is known of the live block at `addr`, inline or in the table.

@@ -170,6 +170,42 @@ fn wide_underflow_found_at_free_in_both_modes() {
     }
 }
 
+/// Kind, block size, offset and allocation line of a block's first bad byte.
+type FirstBadByte = (String, Option<u64>, Option<i64>, Option<(String, u32)>);
+
+#[test]
+fn underflows_kept_past_realloc_and_exit_in_both_modes() {
+    // memcheck sees four 8-byte writes, two before each block; fencepost finds each
+    // block's 16 changed bytes when it checks them (at the realloc, at exit). What must
+    // agree: an underflow of each block (24 and 32 bytes, allocated at the same lines)
+    // starting 16 bytes before it, and the one definite leak.
+    for (name, mode) in [
+        ("vg_underflow_kept", "--mode=guard"),
+        ("vg_underflow_kept_fast", "--mode=fast"),
+    ] {
+        let (run, memcheck) = run_both(name, "underflow_kept", &[mode]);
+        let files = ["underflow_kept.c"];
+        let first_per_block = |keys: Vec<AccessKey>| {
+            let mut firsts: Vec<FirstBadByte> = Vec::new();
+            for k in keys {
+                let key = (k.kind.clone(), k.block_size, k.offset, k.alloc_line.clone());
+                match firsts.iter_mut().find(|f| f.1 == key.1) {
+                    Some(f) if key.2 < f.2 => *f = key,
+                    Some(_) => {}
+                    None => firsts.push(key),
+                }
+            }
+            firsts.sort_by_key(|f| f.1);
+            firsts
+        };
+        let vg = first_per_block(memcheck.access_keys(&files));
+        let fp = first_per_block(fencepost_access_keys(&run.report, &files));
+        assert_eq!(vg.len(), 2, "memcheck: {vg:#?}");
+        assert_eq!(fp, vg, "{mode}");
+        assert_losses_and_free_errors_agree(&run.report, &memcheck, &files);
+    }
+}
+
 #[test]
 fn strcpy_into_a_block_one_byte_short() {
     // The tools see different instructions: memcheck replaces strcpy with its own

@@ -485,6 +485,45 @@ fn underflows_found_at_realloc_and_at_exit_in_both_modes() {
     }
 }
 
+/// Fast mode has no guard pages, but every block has canary bytes right after it: a
+/// write past the end is found when the block is freed, with the block's size, the
+/// first overwritten byte and the allocation line (memcheck finds it at the write).
+#[test]
+fn overruns_are_found_at_free_in_fast_mode() {
+    // (program, block size, first bad byte, bytes, the allocation's marker)
+    let cases = [
+        ("int_array_write", 40, 40, 4, "alloc"),
+        ("strcpy_overflow", 9, 9, 1, "alloc"),
+        ("malloc_zero", 0, 0, 1, "alloc"),
+        ("realloc_shrink", 16, 16, 1, "realloc"),
+    ];
+    for (program, size, offset, len, alloc) in cases {
+        let name = format!("{program}_fast");
+        let run = run_fencepost(&name, &["--mode=fast"], &prog(program), &[]);
+        let error = the_one_error(&run.report);
+        let context = format!("{program}: {error:#?}\n{}", run.report.pretty());
+        let file = format!("{program}.c");
+        let source = format!("c/{program}.c");
+        let at = |m| Some((file.clone(), marker_line(&source, m)));
+        assert_eq!(error.kind, "heap-buffer-overflow", "{context}");
+        assert_eq!(error.found_at.as_deref(), Some("free"), "{context}");
+        let block = error.block.as_ref().expect("block");
+        assert_eq!((block.size, block.offset), (size, offset), "{context}");
+        if let Some(access) = &error.access {
+            assert_eq!(
+                (access.op.as_str(), access.size),
+                ("write", len),
+                "{context}"
+            );
+        }
+        assert_eq!(error.user_line(&[&file]), at("free"), "stack\n{context}");
+        assert_eq!(error.alloc_line(&[&file]), at(alloc), "alloc\n{context}");
+        assert_eq!(error.count, 1, "{context}");
+        assert_no_loss_records(&run.report);
+        assert_books_balance(&run.report);
+    }
+}
+
 #[test]
 fn underflow_write_is_found_at_the_instruction_with_protect_below() {
     let run = run_fencepost(

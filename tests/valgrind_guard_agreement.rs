@@ -170,6 +170,38 @@ fn wide_underflow_found_at_free_in_both_modes() {
     }
 }
 
+#[test]
+fn fast_mode_finds_the_overruns_memcheck_finds() {
+    // Fast mode finds a write past a block's end in the canary after it, when the block is
+    // freed; memcheck at the write. What must agree: an overflow of the same block
+    // (size, allocation line), starting at the same byte.
+    for program in [
+        "int_array_write",
+        "strcpy_overflow",
+        "malloc_zero",
+        "realloc_shrink",
+    ] {
+        let name = format!("vg_{program}_fast");
+        let (run, memcheck) = run_both(&name, program, &["--mode=fast"]);
+        let file = format!("{program}.c");
+        let files = [file.as_str()];
+        let vg = memcheck.access_keys(&files);
+        let first = vg
+            .iter()
+            .min_by_key(|k| k.offset)
+            .expect("memcheck found it");
+        let fp = the_one(fencepost_access_keys(&run.report, &files), "fencepost");
+        let agreeing =
+            |k: &AccessKey| (k.kind.clone(), k.block_size, k.offset, k.alloc_line.clone());
+        assert_eq!(
+            agreeing(&fp),
+            agreeing(first),
+            "{program}: fencepost: {fp:#?}\nmemcheck: {first:#?}"
+        );
+        assert_losses_and_free_errors_agree(&run.report, &memcheck, &files);
+    }
+}
+
 /// Kind, block size, offset and allocation line of a block's first bad byte.
 type FirstBadByte = (String, Option<u64>, Option<i64>, Option<(String, u32)>);
 

@@ -29,6 +29,9 @@ use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
 /// Bytes in front of each inline block.
 pub const HDR: usize = 16;
+/// Canary bytes right after each inline block (in the pad its chunk always has room for):
+/// an overrun is found when the block is freed, or at exit.
+pub const TAIL: usize = 8;
 
 const GRANULE_SHIFT: u32 = 4;
 /// One leaf of the bitmap covers 1 GiB of address space (8 MiB of bits, mapped without
@@ -145,9 +148,13 @@ pub fn mark(addr: u64, meta: &BlockMeta) -> bool {
         check: check_of(addr, size, meta.stack, meta.family, meta.func),
         canary: [CANARY; 2],
     };
-    // SAFETY: the HDR bytes before `addr` belong to the block's glibc chunk and to no one
-    // else; the block is not handed to the program yet.
-    unsafe { ((addr as usize - HDR) as *mut Header).write(header) };
+    // SAFETY: the HDR bytes before `addr` and the TAIL bytes after its `size` belong to the
+    // block's glibc chunk (asked for with room for both) and to no one else; the block is
+    // not handed to the program yet.
+    unsafe {
+        ((addr as usize - HDR) as *mut Header).write(header);
+        ((addr + meta.size) as *mut [u8; TAIL]).write_unaligned([CANARY; TAIL]);
+    }
     let Some((word, bit)) = bit_for(addr) else {
         return false;
     };
@@ -213,6 +220,18 @@ pub fn damage(addr: u64) -> Damage {
         return Damage::None;
     }
     read(addr).1
+}
+
+/// The first overwritten byte of the canary after the `size`-byte inline block at `addr`
+/// (its offset from the block) and how many bytes from there to the last one; None if
+/// intact. The block may be live or being released; its size must come from an intact
+/// header.
+pub fn tail_damage(addr: u64, size: u64) -> Option<(i64, u32)> {
+    // SAFETY: the TAIL bytes after the block are in its chunk (see `mark`).
+    let tail = unsafe { ((addr + size) as *const [u8; TAIL]).read_unaligned() };
+    let first = tail.iter().position(|&b| b != CANARY)?;
+    let last = tail.iter().rposition(|&b| b != CANARY)?;
+    Some(((size as usize + first) as i64, (last - first + 1) as u32))
 }
 
 /// At most how many bytes the block at `addr` can have, from glibc's header of its chunk

@@ -95,6 +95,8 @@ struct Request {
     caller: Caller,
 }
 
+const _: () = assert!(inline::TAIL <= PAD);
+
 /// Extra bytes asked of glibc for every glibc block. glibc keeps pointers to chunk headers
 /// (in its bins, `top`, and free chunks); a header sits at most 8 bytes past the end of the
 /// previous chunk's requested size, so without the padding such a pointer lands inside a
@@ -426,8 +428,10 @@ pub fn check_block(addr: u64, meta: &BlockMeta) -> Option<(i64, u32)> {
     match meta.place {
         table::PLACE_GUARDED => guard::live_slot_of(addr as usize).and_then(guard::check_canaries),
         table::PLACE_PACKED => packed_canaries(addr as *mut c_void, meta.size as usize),
+        // The header of a block being released was checked by the release (its bit is
+        // clear now, and `damage` says None); at exit it is checked here.
         table::PLACE_INLINE => match inline::damage(addr) {
-            inline::Damage::None => None,
+            inline::Damage::None => inline::tail_damage(addr, meta.size),
             inline::Damage::Canary { offset, len } => Some((offset, len)),
             inline::Damage::Header => Some((-(inline::HDR as i64), inline::HDR as u32)),
         },
@@ -436,9 +440,16 @@ pub fn check_block(addr: u64, meta: &BlockMeta) -> Option<(i64, u32)> {
 }
 
 /// Gives a block whose release was recorded back to where it came from.
-fn release_block(p: *mut c_void, meta: &BlockMeta, f: u8, stack: u32) {
+fn release_block(p: *mut c_void, meta: &BlockMeta, f: u8, stack: u32, caller: Caller) {
     if let Some((offset, len)) = check_block(p as u64, meta) {
-        emit_canary(p as u64, meta, stack, offset, len);
+        // Found by this release: its stack says where (fast mode keeps none by default;
+        // a record without one would read as found at exit).
+        let found_at = if stack == 0 {
+            stacks::current_at(caller)
+        } else {
+            stack
+        };
+        emit_canary(p as u64, meta, found_at, offset, len);
     }
     match meta.place {
         table::PLACE_GUARDED => {
@@ -474,7 +485,7 @@ fn release(p: *mut c_void, f: u8, fam: u8, caller: Caller) {
         return;
     };
     if let Some((meta, stack)) = record_release(p, f, fam, caller) {
-        release_block(p, &meta, f, stack);
+        release_block(p, &meta, f, stack, caller);
     }
 }
 
@@ -601,7 +612,7 @@ fn realloc_impl(p: *mut c_void, size: usize, f: u8, caller: Caller) -> *mut c_vo
     if size == 0 {
         // glibc frees and returns NULL.
         if let Some((meta, stack)) = record_release(p, f, family::MALLOC, caller) {
-            release_block(p, &meta, f, stack);
+            release_block(p, &meta, f, stack, caller);
         }
         return core::ptr::null_mut();
     }
@@ -645,7 +656,7 @@ fn realloc_impl(p: *mut c_void, size: usize, f: u8, caller: Caller) -> *mut c_vo
             )
         };
         if let Some((meta, stack)) = record_release(p, f, family::MALLOC, caller) {
-            release_block(p, &meta, f, stack);
+            release_block(p, &meta, f, stack, caller);
         }
         record_alloc(q, size, f, family::MALLOC, stack, place);
         return q;
@@ -677,6 +688,11 @@ fn realloc_impl(p: *mut c_void, size: usize, f: u8, caller: Caller) -> *mut c_vo
             unsafe { core::ptr::copy_nonoverlapping(p as *const u8, q as *mut u8, n) };
         }
         return q;
+    }
+    if let Some((offset, len)) = check_block(p as u64, &old) {
+        // Overwritten canaries after the block: found by this realloc, which releases it.
+        let found_at = stacks::current_at(caller);
+        emit_canary(p as u64, &old, found_at, offset, len);
     }
     let q = if old.place == table::PLACE_INLINE {
         // SAFETY: the chunk of an inline block that was live; the header moves with it and
@@ -722,7 +738,8 @@ fn inline_realloc(p: *mut c_void, size: usize, f: u8, caller: Caller) -> Option<
     }
     let stack = stacks::current_at(caller);
     let shard = table::lock(addr);
-    let old = inline::get_intact(addr).filter(|m| m.family == family::MALLOC)?;
+    let old = inline::get_intact(addr)
+        .filter(|m| m.family == family::MALLOC && inline::tail_damage(addr, m.size).is_none())?;
     inline::take(addr);
     // SAFETY: the chunk of a live inline block; its header moves with it and is rewritten
     // below.

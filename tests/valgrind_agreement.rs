@@ -46,6 +46,17 @@ fn definite_leak() {
 }
 
 #[test]
+fn threads_realloc() {
+    agree(
+        "vg_threads_realloc",
+        "threads_realloc",
+        &[],
+        &["threads_realloc.c"],
+        true,
+    );
+}
+
+#[test]
 fn lost_list() {
     agree("vg_leak_list", "leak_list", &[], &["leak_list.c"], true);
 }

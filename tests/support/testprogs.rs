@@ -54,6 +54,7 @@ fn recipes() -> Vec<Recipe> {
         c("exec_self"),
         c("daemon_double_fork"),
         c("threads_cross_free"),
+        c("threads_realloc"),
         c("tls_destructors"),
         cxx("thread_local_dtor"),
         c("ends"),

@@ -64,7 +64,8 @@ struct TraceArgs {
     #[arg(long, value_name = "yes|no", default_value = "no", value_parser = yes_no, action = clap::ArgAction::Set)]
     trace_children: bool,
     /// guard: every block against a guard page (finds bad reads and writes); fast: glibc's
-    /// heap, recording only (leaks and bad frees, for big programs).
+    /// heap, recording only (leaks, bad frees, and writes just past or before a block,
+    /// found when it is freed; for big programs).
     #[arg(long, value_name = "guard|fast", default_value = "guard", value_parser = ["guard", "fast"])]
     mode: String,
     /// Put the guard page below each block (finds underflows at the instruction) instead of

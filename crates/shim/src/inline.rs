@@ -22,8 +22,8 @@
 //! header all the same (`table::PLACE_INLINE`): where its metadata lives and how its
 //! memory is laid out are separate questions.
 
+use crate::arena;
 use crate::guard::CANARY;
-use crate::sys;
 use crate::table::{BlockMeta, PLACE_INLINE};
 use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
@@ -34,8 +34,8 @@ pub const HDR: usize = 16;
 pub const TAIL: usize = 8;
 
 const GRANULE_SHIFT: u32 = 4;
-/// One leaf of the bitmap covers 1 GiB of address space (8 MiB of bits, mapped without
-/// reserve and touched only where blocks are).
+/// One leaf of the bitmap covers 1 GiB of address space (8 MiB of bits, from the shim's
+/// arena, whose pages are touched only where blocks are).
 const REGION_SHIFT: u32 = 30;
 const REGIONS: usize = 1 << (47 - REGION_SHIFT);
 const LEAF_WORDS: usize = 1 << (REGION_SHIFT - GRANULE_SHIFT - 6);
@@ -44,7 +44,6 @@ const WORDS_PER_PAGE: usize = PAGE / 8;
 /// After a leaf's bits, one bit per page of bits: set once the page was written. The exit
 /// scan reads only those pages (asking the kernel with mincore would miss swapped ones).
 const SUMMARY_WORDS: usize = LEAF_WORDS / WORDS_PER_PAGE / 64;
-const LEAF_BYTES: usize = (LEAF_WORDS + SUMMARY_WORDS) * 8;
 
 /// The bitmap's leaves by region (1 MiB of zeroed .bss, touched where used).
 static DIR: [AtomicPtr<AtomicU64>; REGIONS] =
@@ -94,6 +93,18 @@ pub enum Damage {
     Header,
 }
 
+impl Damage {
+    /// The overwritten bytes as a canary report gives them: the first one's offset from
+    /// the block, and how many up to the block.
+    pub fn overwritten(self) -> Option<(i64, u32)> {
+        match self {
+            Damage::None => None,
+            Damage::Canary { offset, len } => Some((offset, len)),
+            Damage::Header => Some((-(HDR as i64), HDR as u32)),
+        }
+    }
+}
+
 /// The bitmap word and bit for `addr`, if its leaf exists.
 #[inline]
 fn bit_of(addr: u64) -> Option<(&'static AtomicU64, u64)> {
@@ -108,29 +119,19 @@ fn bit_of(addr: u64) -> Option<(&'static AtomicU64, u64)> {
     Some((unsafe { &*leaf.add(granule / 64) }, 1u64 << (granule % 64)))
 }
 
-/// Like `bit_of`, mapping the leaf if it is missing. None if it cannot be mapped.
+/// Like `bit_of`, making the leaf if it is missing. None if the shim's arena is out of
+/// space.
+#[inline]
 fn bit_for(addr: u64) -> Option<(&'static AtomicU64, u64)> {
-    if let Some(b) = bit_of(addr) {
-        return Some(b);
-    }
+    bit_of(addr).or_else(|| new_leaf(addr))
+}
+
+/// The first block in its GiB of address space: makes the region's leaf.
+#[cold]
+#[inline(never)]
+fn new_leaf(addr: u64) -> Option<(&'static AtomicU64, u64)> {
     let slot = DIR.get((addr >> REGION_SHIFT) as usize)?;
-    let leaf = sys::map_anon(LEAF_BYTES, true) as *mut AtomicU64;
-    if leaf.is_null() {
-        return None;
-    }
-    if slot
-        .compare_exchange(
-            core::ptr::null_mut(),
-            leaf,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        )
-        .is_err()
-    {
-        // Another thread mapped this region's leaf first.
-        // SAFETY: our own mapping, never published.
-        unsafe { libc::munmap(leaf as *mut libc::c_void, LEAF_BYTES) };
-    }
+    arena::shared_table(slot, LEAF_WORDS + SUMMARY_WORDS);
     bit_of(addr)
 }
 
@@ -247,16 +248,6 @@ pub fn chunk_bound(addr: u64) -> u64 {
     }
     // Room after the header, less glibc's size word and our pad at the end.
     chunk.saturating_sub((HDR + 16) as u64)
-}
-
-/// The size in the header of the inline block at `addr` if the header is intact, read
-/// without the shard lock (for a copy on a path that cannot take it).
-pub fn size_hint(addr: u64) -> Option<u64> {
-    if !is_live(addr) {
-        return None;
-    }
-    let (meta, damage) = read(addr);
-    (damage != Damage::Header).then_some(meta.size)
 }
 
 /// True when a live inline block starts at `addr`.

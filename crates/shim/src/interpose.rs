@@ -225,32 +225,18 @@ fn allocate(req: Request) -> *mut c_void {
         return glibc_alloc(req);
     };
     if !GUARD_MODE.load(Ordering::Relaxed) {
-        if req.align <= 16 {
-            let p = inline_alloc(req);
-            if p.is_null() {
-                sys::set_errno(libc::ENOMEM);
-                return p;
-            }
-            let stack = stacks::current_at(req.caller);
-            record_alloc(
-                p,
-                req.size,
-                req.func,
-                req.family,
-                stack,
-                table::PLACE_INLINE,
-            );
-            return p;
-        }
-        // The block first: its table entry's line then loads while the stack is walked.
-        let p = glibc_alloc(req);
+        // Fast mode: inline blocks, or glibc's own for larger alignments (in the table).
+        let (p, place) = if req.align <= 16 {
+            (inline_alloc(req), table::PLACE_INLINE)
+        } else {
+            (glibc_alloc(req), table::PLACE_GLIBC)
+        };
         if p.is_null() {
             sys::set_errno(libc::ENOMEM);
             return p;
         }
-        table::prefetch(p as u64);
         let stack = stacks::current_at(req.caller);
-        record_alloc(p, req.size, req.func, req.family, stack, table::PLACE_GLIBC);
+        record_alloc(p, req.size, req.func, req.family, stack, place);
         return p;
     }
     let stack = stacks::current_at(req.caller);
@@ -370,34 +356,34 @@ fn damaged_header(
     stack: u32,
     caller: Caller,
 ) -> BlockMeta {
-    let stack = if stack == 0 {
+    let found_at = stack_or_capture(stack, caller);
+    let Some((offset, len)) = damage.overwritten() else {
+        return meta;
+    };
+    if damage != inline::Damage::Header {
+        emit_canary(addr, &meta, found_at, offset, len);
+        return meta;
+    }
+    let unknown = BlockMeta {
+        size: 0,
+        stack: 0,
+        ..meta
+    };
+    emit_canary(addr, &unknown, found_at, offset, len);
+    BlockMeta {
+        place: PLACE_DAMAGED,
+        ..meta
+    }
+}
+
+/// The stack a finding made at a release is reported with: the release's own, or, when
+/// none was kept (fast mode keeps none by default), one captured now. A canary record
+/// without a stack reads as found at exit.
+fn stack_or_capture(stack: u32, caller: Caller) -> u32 {
+    if stack == 0 {
         stacks::current_at(caller)
     } else {
         stack
-    };
-    match damage {
-        inline::Damage::Canary { offset, len } => {
-            emit_canary(addr, &meta, stack, offset, len);
-            meta
-        }
-        _ => {
-            let unknown = BlockMeta {
-                size: 0,
-                stack: 0,
-                ..meta
-            };
-            emit_canary(
-                addr,
-                &unknown,
-                stack,
-                -(inline::HDR as i64),
-                inline::HDR as u32,
-            );
-            BlockMeta {
-                place: PLACE_DAMAGED,
-                ..meta
-            }
-        }
     }
 }
 
@@ -432,8 +418,7 @@ pub fn check_block(addr: u64, meta: &BlockMeta) -> Option<(i64, u32)> {
         // clear now, and `damage` says None); at exit it is checked here.
         table::PLACE_INLINE => match inline::damage(addr) {
             inline::Damage::None => inline::tail_damage(addr, meta.size),
-            inline::Damage::Canary { offset, len } => Some((offset, len)),
-            inline::Damage::Header => Some((-(inline::HDR as i64), inline::HDR as u32)),
+            damage => damage.overwritten(),
         },
         _ => None,
     }
@@ -442,14 +427,7 @@ pub fn check_block(addr: u64, meta: &BlockMeta) -> Option<(i64, u32)> {
 /// Gives a block whose release was recorded back to where it came from.
 fn release_block(p: *mut c_void, meta: &BlockMeta, f: u8, stack: u32, caller: Caller) {
     if let Some((offset, len)) = check_block(p as u64, meta) {
-        // Found by this release: its stack says where (fast mode keeps none by default;
-        // a record without one would read as found at exit).
-        let found_at = if stack == 0 {
-            stacks::current_at(caller)
-        } else {
-            stack
-        };
-        emit_canary(p as u64, meta, found_at, offset, len);
+        emit_canary(p as u64, meta, stack_or_capture(stack, caller), offset, len);
     }
     match meta.place {
         table::PLACE_GUARDED => {
@@ -573,7 +551,8 @@ fn unrecorded_realloc(p: *mut c_void, size: usize) -> *mut c_void {
         // header change only under its shard's lock, which this path (after the exit
         // report, or nested in the shim) must not wait for.
         None if inline::is_live(p as u64) => {
-            let old = inline::size_hint(p as u64).unwrap_or(0);
+            // Read without the lock: the header's size, or 0 if it was overwritten.
+            let old = inline::get(p as u64).map_or(0, |m| m.size);
             // SAFETY: a fresh glibc block and the live inline block, `min` bytes each.
             unsafe {
                 let q = __libc_malloc(size.max(1));
@@ -691,8 +670,7 @@ fn realloc_impl(p: *mut c_void, size: usize, f: u8, caller: Caller) -> *mut c_vo
     }
     if let Some((offset, len)) = check_block(p as u64, &old) {
         // Overwritten canaries after the block: found by this realloc, which releases it.
-        let found_at = stacks::current_at(caller);
-        emit_canary(p as u64, &old, found_at, offset, len);
+        emit_canary(p as u64, &old, stack_or_capture(0, caller), offset, len);
     }
     let q = if old.place == table::PLACE_INLINE {
         // SAFETY: the chunk of an inline block that was live; the header moves with it and

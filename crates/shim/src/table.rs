@@ -9,7 +9,7 @@
 use crate::arena;
 use crate::sys::SpinLock;
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
 
 const SHARDS: usize = 64;
 const EMPTY: u64 = 0;
@@ -56,10 +56,6 @@ struct ShardData {
 pub struct Shard {
     lock: SpinLock,
     data: UnsafeCell<ShardData>,
-    /// `data.slots` and `data.cap - 1`, copied at every change for [`prefetch`], which reads
-    /// them without the lock (a stale pair only makes it fetch the wrong line).
-    hint_slots: AtomicPtr<Slot>,
-    hint_mask: AtomicUsize,
 }
 
 // SAFETY: `data` is only touched with `lock` held (or by the single thread left at exit/fork).
@@ -74,8 +70,6 @@ static TABLE: [Shard; SHARDS] = [const {
             len: 0,
             tombs: 0,
         }),
-        hint_slots: AtomicPtr::new(core::ptr::null_mut()),
-        hint_mask: AtomicUsize::new(0),
     }
 }; SHARDS];
 
@@ -141,23 +135,6 @@ pub fn lock(addr: u64) -> ShardGuard {
     ShardGuard { shard, locked }
 }
 
-/// Starts loading the cache line where `addr`'s entry will be looked for, so that an
-/// insert made after other work (the allocation's stack walk) finds it there. With a
-/// million live blocks the table is far larger than the caches and each insert missed.
-#[inline(always)]
-pub fn prefetch(addr: u64) {
-    let shard = shard_of(addr);
-    let slots = shard.hint_slots.load(Ordering::Relaxed);
-    let i = home(addr) as usize & shard.hint_mask.load(Ordering::Relaxed);
-    // SAFETY: a prefetch never faults and changes nothing; a stale pointer or mask only
-    // wastes it. wrapping_add keeps the address computation defined for any values.
-    unsafe {
-        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
-            slots.wrapping_add(i) as *const i8,
-        );
-    }
-}
-
 pub struct ShardGuard {
     shard: &'static Shard,
     /// False when the process was single-threaded at `lock` (it still is at drop: the
@@ -181,13 +158,9 @@ impl ShardGuard {
 
     /// Records a new live block. Returns false only if no memory could be had for the table.
     pub fn insert(&mut self, addr: u64, meta: BlockMeta) -> bool {
-        let shard = self.shard;
         let d = self.data();
-        if (d.len + d.tombs + 1) * 4 > d.cap * 3 {
-            if !grow(d) {
-                return false;
-            }
-            publish_hint(shard, d);
+        if (d.len + d.tombs + 1) * 4 > d.cap * 3 && !grow(d) {
+            return false;
         }
         let mask = d.cap - 1;
         let mut i = home(addr) as usize & mask;
@@ -287,14 +260,6 @@ fn grow(d: &mut ShardData) -> bool {
     d.cap = new_cap;
     d.tombs = 0;
     true
-}
-
-/// Publishes a shard's array for [`prefetch`]. Call after `grow`, with the lock held.
-fn publish_hint(shard: &Shard, d: &ShardData) {
-    shard.hint_slots.store(d.slots, Ordering::Relaxed);
-    shard
-        .hint_mask
-        .store(d.cap.wrapping_sub(1), Ordering::Relaxed);
 }
 
 /// Takes every shard lock (fork prepare, exit scan).

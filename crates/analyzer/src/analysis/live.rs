@@ -5,10 +5,12 @@
 //! a million live blocks every insert and removal is a cache miss. Allocators hand out
 //! neighbouring addresses one after the other (glibc's heap grows and is reused page by
 //! page), so here the low bits of the hash, which pick the bucket, keep a block's place in
-//! its 1 KiB region of the heap: the blocks of a region sit in neighbouring buckets, and a
-//! run of allocations or frees walks the table the way it walks the heap. Measured with
-//! `analyzer_bench events` (docs/performance.md): 5 to 10.5 million events a second on a
-//! trace with four million live blocks, unchanged on traces with few.
+//! its page: the blocks of a page sit in neighbouring buckets, and a run of allocations or
+//! frees walks the table the way it walks the heap. Measured with `analyzer_bench events`
+//! (docs/performance.md): on a trace with four million live blocks, 5 million events a
+//! second with a scattering hash, 11.6 million with 1 KiB regions, 15.8 million with pages
+//! (a page's 128 buckets are 3 KiB of neighbouring lines, which the prefetcher follows);
+//! unchanged on traces with few. Larger regions did no better and slowed binary trees.
 
 /// A live block: what an allocation said of it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,14 +21,13 @@ pub(super) struct Block {
 }
 
 /// An address hashed with its neighbourhood kept: the low bits (where a table looks first)
-/// are the block's offset in its 1 KiB region in 32-byte steps, the rest is the region
-/// scattered. hashbrown probes groups of neighbouring buckets and takes a 7-bit tag from
-/// the top bits: the offset is mixed into those too, or the blocks of one region would all
-/// share a tag.
+/// are the block's offset in its page in 32-byte steps, the rest is the page scattered.
+/// hashbrown probes groups of neighbouring buckets and takes a 7-bit tag from the top bits:
+/// the offset is mixed into those too, or the blocks of one page would all share a tag.
 pub(super) fn near_hash(addr: u64) -> u64 {
-    let offset = (addr >> 5) & 31;
-    let region = (addr >> 10).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    ((region ^ (region >> 29)) << 5 | offset) ^ (offset << 59)
+    let offset = (addr >> 5) & 127;
+    let region = (addr >> 12).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    ((region ^ (region >> 29)) << 7 | offset) ^ (offset << 57)
 }
 
 /// [`near_hash`] as the live map's hasher.
@@ -100,22 +101,22 @@ mod tests {
         h.finish()
     }
 
-    /// What the map's speed rests on: the 32 blocks a 1 KiB region can hold (32-byte steps)
-    /// get 32 neighbouring buckets (the low bits) and 32 different tags (hashbrown's top 7
-    /// bits), and other regions land elsewhere.
+    /// What the map's speed rests on: the 128 blocks a page can hold (32-byte steps) get
+    /// 128 neighbouring buckets (the low bits) and 128 different tags (hashbrown's top 7
+    /// bits), and other pages land elsewhere.
     #[test]
-    fn a_region_gets_neighbouring_buckets_and_distinct_tags() {
-        let region = 0x5555_5555_a400u64;
-        let hashes: Vec<u64> = (0..32).map(|i| hash(region + i * 32)).collect();
-        let buckets: Vec<u64> = hashes.iter().map(|h| h & 31).collect();
-        assert_eq!(buckets, (0..32).collect::<Vec<_>>());
-        let high = hashes[0] >> 5 & 0xffff;
-        assert!(hashes.iter().all(|h| h >> 5 & 0xffff == high));
+    fn a_page_gets_neighbouring_buckets_and_distinct_tags() {
+        let page = 0x5555_5555_a000u64;
+        let hashes: Vec<u64> = (0..128).map(|i| hash(page + i * 32)).collect();
+        let buckets: Vec<u64> = hashes.iter().map(|h| h & 127).collect();
+        assert_eq!(buckets, (0..128).collect::<Vec<_>>());
+        let high = hashes[0] >> 7 & 0xffff;
+        assert!(hashes.iter().all(|h| h >> 7 & 0xffff == high));
         let mut tags: Vec<u64> = hashes.iter().map(|h| h >> 57).collect();
         tags.sort_unstable();
         tags.dedup();
-        assert_eq!(tags.len(), 32);
-        assert_ne!(hash(region + 1024) >> 5, hashes[0] >> 5);
+        assert_eq!(tags.len(), 128);
+        assert_ne!(hash(page + 4096) >> 7 & 0xffff, high);
     }
 
     /// The map agrees with std's on a mix of neighbouring and scattered addresses, with

@@ -96,6 +96,9 @@ pub fn attach(fd: i32) -> Result<(), &'static str> {
         CAPACITY.store(cap, Ordering::Relaxed);
         BASE.store(p as usize, Ordering::Release);
     }
+    // CPUID leaf 0x8000_0001 exists on every x86-64 processor.
+    let ext = core::arch::x86_64::__cpuid(0x8000_0001);
+    HAS_PREFETCHW.store(ext.ecx & (1 << 8) != 0, Ordering::Relaxed);
     ATTACHED.store(true, Ordering::Release);
     Ok(())
 }
@@ -249,6 +252,37 @@ fn wait_for_room(end: u64, cap: u64) {
     }
 }
 
+/// How far ahead of its record a producer asks for the ring's lines.
+///
+/// The consumer clears what it has read, so the lines a producer writes next were last
+/// written on the other core. The write itself is no wait (the store buffer holds it), but
+/// the next locked instruction (the next reservation, a shard lock) waits until every
+/// earlier store is done, line fetches included: perf put most of the ring's and the shard
+/// locks' samples just after their `lock` instructions. Asked for 1 KiB ahead, about ten
+/// records, a line has arrived by the time it is written. Measured with alternating runs:
+/// binary trees -6%, threads churn -5%, deep stack -2%, live-million -1.5%; 256 B and 4 KiB
+/// ahead did as well as 1 KiB.
+const PREFETCH_AHEAD: usize = 1024;
+
+/// The processor has `prefetchw` (CPUID PRFCHW; Intel since Broadwell, AMD since K8).
+static HAS_PREFETCHW: AtomicBool = AtomicBool::new(false);
+
+/// Asks for the cache line at `addr` in a state ready for writing (`prefetchw`), or for
+/// reading where the processor has no `prefetchw` (`prefetcht0`, measured within 1% of it
+/// on binary trees). Only a hint: it faults on nothing and changes no memory.
+#[inline(always)]
+fn prefetch_for_write(addr: usize) {
+    // SAFETY: a prefetch never faults and writes nothing; prefetchw only where CPUID says
+    // the processor has it.
+    unsafe {
+        if HAS_PREFETCHW.load(Ordering::Relaxed) {
+            core::arch::asm!("prefetchw [{}]", in(reg) addr, options(nostack, readonly, preserves_flags));
+        } else {
+            core::arch::asm!("prefetcht0 [{}]", in(reg) addr, options(nostack, readonly, preserves_flags));
+        }
+    }
+}
+
 fn emit_ring(kind: u16, len: usize, parts: &[&[u8]]) {
     let base = BASE.load(Ordering::Relaxed);
     let cap = CAPACITY.load(Ordering::Relaxed) as usize;
@@ -264,6 +298,7 @@ fn emit_ring(kind: u16, len: usize, parts: &[&[u8]]) {
         }
     }
     let start = (pos as usize) & (cap - 1);
+    prefetch_for_write(data + ((start + PREFETCH_AHEAD) & (cap - 1)));
     let mut off = start + 8;
     for p in parts {
         let mut src = *p;

@@ -13,9 +13,9 @@
 //! already freed) touches nothing the program owns. Bits and headers change under the
 //! table's shard lock for the block's address (`table::lock`), like table entries: the
 //! bits of one 64-bit word cover 1 KiB, inside one 64 MiB region, so within one shard, and
-//! a plain load and store updates them. A header the program overwrote (an underrun of the block,
-//! or an overrun of the one before) fails its check and is reported; the block is then
-//! never given back to glibc, whose own chunk header was probably hit too.
+//! a plain load and store updates them. A header the program overwrote (an underrun of the
+//! block, or an overrun of the one before) fails its check and is reported; the block is
+//! then never given back to glibc, whose own chunk header was probably hit too.
 //!
 //! Blocks that need more than 16-byte alignment, and every block in guard mode, stay in
 //! the table. If a bitmap leaf cannot be mapped, the block goes in the table with its

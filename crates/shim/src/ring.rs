@@ -276,9 +276,17 @@ fn prefetch_for_write(addr: usize) {
     // the processor has it.
     unsafe {
         if HAS_PREFETCHW.load(Ordering::Relaxed) {
-            core::arch::asm!("prefetchw [{}]", in(reg) addr, options(nostack, readonly, preserves_flags));
+            core::arch::asm!(
+                "prefetchw [{}]",
+                in(reg) addr,
+                options(nostack, readonly, preserves_flags)
+            );
         } else {
-            core::arch::asm!("prefetcht0 [{}]", in(reg) addr, options(nostack, readonly, preserves_flags));
+            core::arch::asm!(
+                "prefetcht0 [{}]",
+                in(reg) addr,
+                options(nostack, readonly, preserves_flags)
+            );
         }
     }
 }

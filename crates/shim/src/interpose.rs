@@ -595,8 +595,14 @@ fn realloc_impl(p: *mut c_void, size: usize, f: u8, caller: Caller) -> *mut c_vo
         }
         return core::ptr::null_mut();
     }
+    let fast = !GUARD_MODE.load(Ordering::Relaxed);
+    if fast {
+        if let Some(q) = inline_realloc(p, size, f, caller) {
+            return q;
+        }
+    }
     let old = lookup(p as u64);
-    let in_place = !GUARD_MODE.load(Ordering::Relaxed)
+    let in_place = fast
         && old.is_some_and(|m| m.place == table::PLACE_GLIBC || m.place == table::PLACE_INLINE);
     if !in_place {
         // Every realloc moves the block, as under memcheck: a stale pointer to the old one
@@ -638,9 +644,6 @@ fn realloc_impl(p: *mut c_void, size: usize, f: u8, caller: Caller) -> *mut c_vo
             release_block(p, &meta, f, stack, caller);
         }
         record_alloc(q, size, f, family::MALLOC, stack, place);
-        return q;
-    }
-    if let Some(q) = inline_realloc(p, size, f, caller) {
         return q;
     }
     // Fast mode, any other block: glibc's realloc, recorded as a free and an allocation.

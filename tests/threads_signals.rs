@@ -14,6 +14,23 @@ fn no_lost(report: &Report) {
     assert_books_balance(report);
 }
 
+/// No error, and one definite leak: one block of `bytes` allocated at the line marked
+/// `FP:leak` in `file` (testprogs/c).
+fn no_error_and_one_definite_leak(report: &Report, mode: &str, file: &str, bytes: u64) {
+    assert!(report.errors().is_empty(), "{mode}\n{}", report.pretty());
+    let lost: Vec<_> = leaks_of_kind(report, "definite")
+        .into_iter()
+        .map(|l| (l.bytes, l.blocks, l.user_line(&[file])))
+        .collect();
+    let line = marker_line(&format!("c/{file}"), "leak");
+    assert_eq!(
+        lost,
+        vec![(bytes, 1, Some((file.to_owned(), line)))],
+        "{mode}\n{}",
+        report.pretty()
+    );
+}
+
 /// Fast mode is run 5 times: its leak scan finds the deliberately lost block `reachable`
 /// in most runs (memcheck and guard mode: definite), so one run would pass by luck.
 #[test]
@@ -35,28 +52,7 @@ fn hundred_threads_free_what_others_allocated() {
         );
         assert_eq!(run.code(), 0, "{}", run.stderr);
         assert_eq!(run.stdout, "freed 50000\n");
-        assert!(
-            run.report.errors().is_empty(),
-            "{mode}\n{}",
-            run.report.pretty()
-        );
-        let lost: Vec<_> = leaks_of_kind(&run.report, "definite")
-            .into_iter()
-            .map(|l| {
-                (
-                    l.bytes,
-                    l.blocks,
-                    l.user_line(&["threads_cross_free.c"]).map(|(_, n)| n),
-                )
-            })
-            .collect();
-        let line = marker_line("c/threads_cross_free.c", "leak");
-        assert_eq!(
-            lost,
-            vec![(64, 1, Some(line))],
-            "{mode}\n{}",
-            run.report.pretty()
-        );
+        no_error_and_one_definite_leak(&run.report, mode, "threads_cross_free.c", 64);
         assert!(run.report.summary_u64("allocations") >= 50_001, "{mode}");
         assert!(run.report.summary_u64("frees") >= 50_000, "{mode}");
         assert_books_balance(&run.report);
@@ -74,22 +70,7 @@ fn threads_realloc_blocks_they_pass_around() {
         let run = run_fencepost("threads_realloc", &[mode], &prog("threads_realloc"), &[]);
         assert_eq!(run.code(), 0, "{mode}: {}", run.stderr);
         assert_eq!(run.stdout, "realloc ok\n", "{mode}");
-        assert!(
-            run.report.errors().is_empty(),
-            "{mode}\n{}",
-            run.report.pretty()
-        );
-        let lost: Vec<_> = leaks_of_kind(&run.report, "definite")
-            .into_iter()
-            .map(|l| (l.bytes, l.blocks, l.user_line(&["threads_realloc.c"])))
-            .collect();
-        let line = marker_line("c/threads_realloc.c", "leak");
-        assert_eq!(
-            lost,
-            vec![(40, 1, Some(("threads_realloc.c".to_owned(), line)))],
-            "{mode}\n{}",
-            run.report.pretty()
-        );
+        no_error_and_one_definite_leak(&run.report, mode, "threads_realloc.c", 40);
         assert_books_balance(&run.report);
     }
 }

@@ -97,6 +97,18 @@ struct Request {
 
 const _: () = assert!(inline::TAIL <= PAD);
 
+/// A new malloc-family block made by realloc (`f`: realloc or reallocarray).
+fn realloc_request(size: usize, align: usize, f: u8, caller: Caller) -> Request {
+    Request {
+        size,
+        align,
+        func: f,
+        family: family::MALLOC,
+        zeroed: false,
+        caller,
+    }
+}
+
 /// Extra bytes asked of glibc for every glibc block. glibc keeps pointers to chunk headers
 /// (in its bins, `top`, and free chunks); a header sits at most 8 bytes past the end of the
 /// previous chunk's requested size, so without the padding such a pointer lands inside a
@@ -573,14 +585,7 @@ fn unrecorded_realloc(p: *mut c_void, size: usize) -> *mut c_void {
 
 fn realloc_impl(p: *mut c_void, size: usize, f: u8, caller: Caller) -> *mut c_void {
     if p.is_null() {
-        return allocate(Request {
-            size,
-            align: 0,
-            func: f,
-            family: family::MALLOC,
-            zeroed: false,
-            caller,
-        });
+        return allocate(realloc_request(size, 0, f, caller));
     }
     if process::finished() {
         return unrecorded_realloc(p, size);
@@ -619,14 +624,7 @@ fn realloc_impl(p: *mut c_void, size: usize, f: u8, caller: Caller) -> *mut c_vo
         } else {
             0
         };
-        let req = Request {
-            size,
-            align,
-            func: f,
-            family: family::MALLOC,
-            zeroed: false,
-            caller,
-        };
+        let req = realloc_request(size, align, f, caller);
         let (q, place) = place_block(req, stack);
         if q.is_null() {
             sys::set_errno(libc::ENOMEM);
@@ -656,14 +654,7 @@ fn realloc_impl(p: *mut c_void, size: usize, f: u8, caller: Caller) -> *mut c_vo
         // stays where it is, and its bytes go to a new block, as far as glibc's header
         // still vouches for them.
         drop(busy);
-        let q = allocate(Request {
-            size,
-            align: 0,
-            func: f,
-            family: family::MALLOC,
-            zeroed: false,
-            caller,
-        });
+        let q = allocate(realloc_request(size, 0, f, caller));
         if !q.is_null() {
             let n = (inline::chunk_bound(p as u64) as usize).min(size);
             // SAFETY: a fresh block of `size` bytes, and `n` bytes of the old chunk.

@@ -105,6 +105,18 @@ fn threads_stress() {
     );
 }
 
+/// Threads that may be moved to one CPU while they churn (`--one-cpu`): the same leak.
+#[test]
+fn threads_one_cpu() {
+    agree(
+        "vg_threads_one_cpu",
+        "threads_one_cpu",
+        &["400", "0"],
+        &["threads_one_cpu.c"],
+        true,
+    );
+}
+
 #[test]
 fn fork_leak() {
     agree("vg_fork_leak", "fork_leak", &[], &["fork_leak.c"], true);

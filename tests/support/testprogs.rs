@@ -55,6 +55,7 @@ fn recipes() -> Vec<Recipe> {
         c("daemon_double_fork"),
         c("threads_cross_free"),
         c("threads_realloc"),
+        c("threads_one_cpu"),
         c("tls_destructors"),
         cxx("thread_local_dtor"),
         c("ends"),

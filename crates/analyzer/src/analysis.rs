@@ -584,6 +584,17 @@ impl Analyzer {
         self.images[img].timeline.sample(t);
     }
 
+    /// Every process still running (as far as its events say), with the frees it has
+    /// recorded so far in its current image: what a live run watches to see how hard a
+    /// process is freeing.
+    pub fn running_processes(&self) -> impl Iterator<Item = (u32, u64)> + '_ {
+        self.current
+            .iter()
+            .map(|(&pid, &img)| (pid, &self.images[img]))
+            .filter(|(_, image)| image.end.is_none())
+            .map(|(pid, image)| (pid, image.frees))
+    }
+
     /// The current image of `pid`, created if the trace never announced it.
     fn image_for(&mut self, pid: u32) -> usize {
         if let Some((p, img)) = self.last_image {

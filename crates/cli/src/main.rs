@@ -1,5 +1,6 @@
 //! `fencepost`: the command line. Thin glue over the analyzer library and the shim.
 
+mod cpus;
 mod findings;
 mod ring;
 mod session;
@@ -82,6 +83,11 @@ struct TraceArgs {
     /// Bytes of freed blocks kept inaccessible before their memory is reused, in MiB.
     #[arg(long, value_name = "MB", default_value_t = 256)]
     quarantine_mb: u64,
+    /// Run the program's threads on one CPU: auto (in guard mode, while a process frees so
+    /// fast that its threads' CPUs keep interrupting each other to drop freed pages), yes
+    /// (from the start, as memcheck runs threads one at a time) or no.
+    #[arg(long, value_name = "auto|yes|no", default_value = "auto", value_parser = ["auto", "yes", "no"])]
+    one_cpu: String,
     /// Stop the program at the first bad access.
     #[arg(long)]
     halt_on_error: bool,
@@ -411,6 +417,12 @@ fn run(
         shim_options: shim_options(&trace, &report),
         analyzer: analyzer_options(&report),
         trace_out: output,
+        one_cpu: match trace.one_cpu.as_str() {
+            "yes" => cpus::OneCpu::Yes,
+            "no" => cpus::OneCpu::No,
+            _ => cpus::OneCpu::Auto,
+        },
+        guard_mode: trace.mode == "guard",
     };
     let outcome = match session::run(cfg) {
         Ok(o) => o,
@@ -418,6 +430,9 @@ fn run(
     };
     for w in &outcome.warnings {
         eprintln!("fencepost: warning: {w}");
+    }
+    for n in &outcome.notes {
+        eprintln!("fencepost: note: {n}");
     }
     let mut symbols = Symbolizer::new();
     let rep = outcome.analyzer.finish(&mut symbols);

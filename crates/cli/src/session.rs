@@ -1,6 +1,7 @@
 //! One traced run: the ring, the program, the consumer that feeds the analyzer (and the
 //! trace file for `record`), and the reaping of every process the program starts.
 
+use crate::cpus::{self, OneCpu, Pinning};
 use crate::ring::{Ring, RingError};
 use crate::target;
 use fencepost_analyzer::decode::{self, encode_record};
@@ -22,6 +23,9 @@ pub struct RunConfig {
     pub analyzer: AnalyzerOptions,
     /// `record`: where the trace goes.
     pub trace_out: Option<PathBuf>,
+    /// `--one-cpu`, and whether blocks are guarded (`auto` only acts in guard mode).
+    pub one_cpu: OneCpu,
+    pub guard_mode: bool,
 }
 
 /// How the main program ended.
@@ -35,6 +39,8 @@ pub struct Outcome {
     pub analyzer: Analyzer,
     pub status: MainStatus,
     pub warnings: Vec<String>,
+    /// What fencepost did to the run that the user should know of (`--one-cpu`).
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -147,12 +153,20 @@ pub fn run(cfg: RunConfig) -> Result<Outcome, SessionError> {
         .env("LD_PRELOAD", preload_value(&cfg.shim))
         .env("FENCEPOST_RING_FD", ring_fd.to_string())
         .env("FENCEPOST_OPTIONS", &cfg.shim_options);
-    // SAFETY: the closure runs between fork and exec and only calls fcntl, which is
-    // async-signal-safe.
+    let start_cpu = match cfg.one_cpu {
+        OneCpu::Yes => cpus::one_cpu_for_start(),
+        _ => None,
+    };
+    // SAFETY: the closure runs between fork and exec and only calls fcntl and
+    // sched_setaffinity, which are async-signal-safe.
     unsafe {
         cmd.pre_exec(move || {
             if libc::fcntl(ring_fd, libc::F_SETFD, 0) != 0 {
                 return Err(std::io::Error::last_os_error());
+            }
+            if let Some(set) = &start_cpu {
+                // Best effort: the program runs all the same on every CPU.
+                let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), set);
             }
             Ok(())
         });
@@ -171,12 +185,13 @@ pub fn run(cfg: RunConfig) -> Result<Outcome, SessionError> {
     let all_gone = Arc::new(AtomicBool::new(false));
     let consumer = {
         let all_gone = all_gone.clone();
-        std::thread::spawn(move || consume(ring, analyzer, trace, all_gone))
+        let pinning = Pinning::new(cfg.one_cpu, cfg.guard_mode);
+        std::thread::spawn(move || consume(ring, analyzer, trace, all_gone, pinning))
     };
 
     let status = reap_all(main_pid);
     all_gone.store(true, Ordering::Release);
-    let (mut analyzer, trace, mut warnings) = consumer.join().unwrap_or_else(|_| {
+    let (mut analyzer, trace, mut warnings, notes) = consumer.join().unwrap_or_else(|_| {
         // The consumer never panics by design; if it did, say so rather than hide it.
         eprintln!("fencepost: internal error: the event consumer stopped");
         std::process::exit(70)
@@ -203,6 +218,7 @@ pub fn run(cfg: RunConfig) -> Result<Outcome, SessionError> {
         analyzer,
         status,
         warnings,
+        notes,
     })
 }
 
@@ -236,6 +252,7 @@ type ConsumerResult = Result<
         Analyzer,
         Option<(PathBuf, std::io::BufWriter<std::fs::File>)>,
         Vec<String>,
+        Vec<String>,
     ),
     SessionError,
 >;
@@ -249,6 +266,7 @@ fn consume(
     mut analyzer: Analyzer,
     mut trace: Option<(PathBuf, std::io::BufWriter<std::fs::File>)>,
     all_gone: Arc<AtomicBool>,
+    mut pinning: Pinning,
 ) -> ConsumerResult {
     // Records are taken in batches: one copy, one clear and one tail update for many.
     const BATCH: usize = 1 << 20;
@@ -262,6 +280,7 @@ fn consume(
     let mut drained = 0u64;
     let cap = ring.capacity();
     'drain: loop {
+        pinning.tick(analyzer.running_processes());
         match ring.next_batch(&mut batch, BATCH) {
             Ok(true) => {
                 idle = 0;
@@ -338,5 +357,5 @@ fn consume(
         warnings.push(format!("{dropped} events could not be recorded"));
     }
     ring.close();
-    Ok((analyzer, trace, warnings))
+    Ok((analyzer, trace, warnings, pinning.into_notes()))
 }

@@ -134,6 +134,11 @@ impl Pinning {
             .collect();
         for pid in gone {
             if let Some(w) = self.procs.remove(&pid) {
+                // Usually the process is gone with its threads. It may also have exec'd a
+                // program that is not traced: that one gets its CPUs back now.
+                if let Some(p) = &w.pinned {
+                    unpin(pid, p);
+                }
                 self.note(pid, &w, now);
             }
         }

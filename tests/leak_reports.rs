@@ -50,6 +50,40 @@ fn definite_leak_is_reported_with_bytes_blocks_and_line() {
     assert_books_balance(&run.report);
 }
 
+/// Hundreds of blocks live at exit among freed and reallocated ones, in both modes: the
+/// exit scan finds each live block once (guard mode reads its slots, fast mode its inline
+/// bitmap) and no freed one.
+#[test]
+fn exit_scan_finds_every_live_block_among_freed_ones() {
+    for mode in ["--mode=guard", "--mode=fast"] {
+        let run = run_fencepost(
+            &format!("many_live_{}", &mode[7..]),
+            &[mode],
+            &prog("many_live"),
+            &[],
+        );
+        assert_eq!(run.code(), 0, "{}", run.stderr);
+        assert_eq!(run.stdout, "kept 200\n");
+        let at = |kind: &str, marker: &str| {
+            let line = marker_line("c/many_live.c", marker);
+            let r = record_at(&run.report, kind, "many_live.c", line);
+            (r.bytes, r.blocks)
+        };
+        assert_eq!(at("definite", "lost"), (3120, 130), "{mode}");
+        assert_eq!(at("reachable", "kept"), (7600, 190), "{mode}");
+        assert_eq!(at("reachable", "grown"), (800, 10), "{mode}");
+        assert_eq!(leaks_of_kind(&run.report, "definite").len(), 1, "{mode}");
+        assert!(leaks_of_kind(&run.report, "indirect").is_empty(), "{mode}");
+        assert!(leaks_of_kind(&run.report, "possible").is_empty(), "{mode}");
+        assert!(
+            run.report.errors().is_empty(),
+            "{mode}\n{}",
+            run.report.pretty()
+        );
+        assert_books_balance(&run.report);
+    }
+}
+
 #[test]
 fn lost_list_head_is_one_definite_and_nine_indirect() {
     let run = run_fencepost("lost_list", &[], &prog("leak_list"), &[]);

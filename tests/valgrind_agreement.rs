@@ -118,6 +118,11 @@ fn threads_one_cpu() {
 }
 
 #[test]
+fn many_live() {
+    agree("vg_many_live", "many_live", &[], &["many_live.c"], true);
+}
+
+#[test]
 fn fork_leak() {
     agree("vg_fork_leak", "fork_leak", &[], &["fork_leak.c"], true);
 }

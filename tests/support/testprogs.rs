@@ -56,6 +56,7 @@ fn recipes() -> Vec<Recipe> {
         c("threads_cross_free"),
         c("threads_realloc"),
         c("threads_one_cpu"),
+        c("many_live"),
         c("tls_destructors"),
         cxx("thread_local_dtor"),
         c("ends"),

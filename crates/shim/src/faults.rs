@@ -11,7 +11,9 @@
 //!
 //! Everything here runs in a signal handler: no allocation, no blocking lock.
 
-use crate::guard::{self, Slot, SLOT_FREE, SLOT_LIVE, SLOT_QUARANTINED};
+use crate::guard::{
+    self, Slot, SLOT_FREE, SLOT_LIVE, SLOT_QUARANTINED, SLOT_RELEASING, SLOT_RESERVED,
+};
 use crate::sys::{self, SpinLock};
 use crate::wire::{self, fault, kind};
 use crate::{process, ring, stacks};
@@ -212,14 +214,15 @@ fn guard_fault(addr: usize, _id: u32, slot: &Slot, uc: &mut libc::ucontext_t) ->
     let in_guard = page == guard_page;
     let block = slot.block.load(Ordering::Relaxed);
     let kind = match state {
-        SLOT_LIVE if in_guard => {
+        // A block being handed out or released is still the program's: the same as live.
+        SLOT_LIVE | SLOT_RESERVED | SLOT_RELEASING if in_guard => {
             if below {
                 fault::UNDERFLOW
             } else {
                 fault::OVERFLOW
             }
         }
-        SLOT_LIVE => return false,
+        SLOT_LIVE | SLOT_RESERVED | SLOT_RELEASING => return false,
         SLOT_QUARANTINED => fault::USE_AFTER_FREE,
         SLOT_FREE => fault::WILD,
         _ => fault::WILD,

@@ -16,9 +16,20 @@
 //! All metadata (slot records, the page → slot map, free lists, the quarantine) lives in the
 //! shim's arena, outside user pages: an overrun cannot corrupt it. The fault handler reads it
 //! without locks.
+//!
+//! A guarded block's slot is its only record: it is not in the table too. A slot goes
+//! FREE → RESERVED (handed out, under the heap lock) → LIVE (its allocation recorded) →
+//! RELEASING (its release recorded) → QUARANTINED (guarded again, under the heap lock) →
+//! FREE. The LIVE transitions, in and out, are made under the table's shard lock for the
+//! block's address, with the record that goes with them, exactly as table entries are
+//! inserted and removed: so a release racing an allocation of the same address is ordered
+//! in the ring as it is in the program, and a fork or the exit scan, which hold every
+//! shard lock, see no block half recorded. A bit per slot, under the heap lock, marks the
+//! slots between RESERVED and QUARANTINED, so the exit scan reads those, not every slot.
 
 use crate::arena;
 use crate::sys::SpinLock;
+use crate::table::{BlockMeta, PLACE_GUARDED};
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
@@ -41,6 +52,10 @@ pub const REDZONE: usize = 16;
 pub const SLOT_FREE: u8 = 0;
 pub const SLOT_LIVE: u8 = 1;
 pub const SLOT_QUARANTINED: u8 = 2;
+/// Handed out by `alloc`, its allocation not yet recorded (`publish`).
+pub const SLOT_RESERVED: u8 = 3;
+/// Its release recorded (`claim`), its pages not yet guarded (`free`).
+pub const SLOT_RELEASING: u8 = 4;
 
 /// What the fault handler needs to know of a slot. Written by the allocator under the heap
 /// lock, read by the fault handler without it: every field is atomic, and a torn view only
@@ -52,6 +67,7 @@ pub struct Slot {
     /// Data pages (the guard page is one more).
     pub npages: AtomicU32,
     pub state: AtomicU8,
+    pub family: AtomicU8,
     pub alloc_func: AtomicU8,
     pub free_func: AtomicU8,
     pub block: AtomicU64,
@@ -109,6 +125,8 @@ static REGION: AtomicUsize = AtomicUsize::new(0);
 static SLOTS: AtomicUsize = AtomicUsize::new(0);
 /// Page index (from the region start) → slot id + 1; 0 for none.
 static PAGE_MAP: AtomicUsize = AtomicUsize::new(0);
+/// One bit per slot id: set from RESERVED until QUARANTINED. Changed under the heap lock.
+static IN_USE: AtomicUsize = AtomicUsize::new(0);
 const MAX_SLOTS: usize = 1 << 26;
 static READY: AtomicBool = AtomicBool::new(false);
 static FAILED: AtomicBool = AtomicBool::new(false);
@@ -248,7 +266,8 @@ fn init() -> bool {
     let region = crate::sys::map_anon(REGION_LEN, true);
     let slots = arena::alloc(MAX_SLOTS * core::mem::size_of::<Slot>());
     let map = arena::alloc(REGION_LEN / PAGE * 4);
-    if region.is_null() || slots.is_null() || map.is_null() {
+    let in_use = arena::alloc(MAX_SLOTS / 8);
+    if region.is_null() || slots.is_null() || map.is_null() || in_use.is_null() {
         FAILED.store(true, Ordering::Relaxed);
         return false;
     }
@@ -271,6 +290,7 @@ fn init() -> bool {
     }
     SLOTS.store(slots as usize, Ordering::Release);
     PAGE_MAP.store(map as usize, Ordering::Release);
+    IN_USE.store(in_use as usize, Ordering::Release);
     // SAFETY: we hold no lock yet; init runs under HEAP.lock (see `alloc`).
     let inner = unsafe { &mut *HEAP.inner.get() };
     inner.bump = region as usize;
@@ -303,9 +323,29 @@ pub fn natural_alignment(size: usize, asked: usize) -> usize {
     natural.max(asked).max(floor)
 }
 
+/// The word of the in-use bitmap that holds slot `id`'s bit, and the bit.
+fn in_use_bit(id: u32) -> Option<(&'static AtomicU64, u64)> {
+    let words = IN_USE.load(Ordering::Acquire) as *const AtomicU64;
+    if words.is_null() || id == 0 || id as usize > MAX_SLOTS {
+        return None;
+    }
+    let i = id as usize - 1;
+    // SAFETY: i < MAX_SLOTS, and the bitmap has MAX_SLOTS bits.
+    Some((unsafe { &*words.add(i / 64) }, 1 << (i % 64)))
+}
+
+/// Marks slot `id` in use or not. Call with the heap lock held: a plain load and store.
+fn set_in_use(id: u32, on: bool) {
+    if let Some((word, bit)) = in_use_bit(id) {
+        let w = word.load(Ordering::Relaxed);
+        word.store(if on { w | bit } else { w & !bit }, Ordering::Relaxed);
+    }
+}
+
 /// A guarded block, or None when the heap cannot take it (region or budget exhausted):
-/// the caller then hands out a glibc block with canaries.
-pub fn alloc(size: usize, align: usize, func: u8, stack: u32) -> Option<*mut u8> {
+/// the caller then hands out a glibc block with canaries. The slot is RESERVED until its
+/// allocation is recorded (`publish`).
+pub fn alloc(size: usize, align: usize, func: u8, family: u8, stack: u32) -> Option<*mut u8> {
     if align > PAGE * 16 || size > REGION_LEN / 4 {
         return None;
     }
@@ -358,9 +398,11 @@ pub fn alloc(size: usize, align: usize, func: u8, stack: u32) -> Option<*mut u8>
     s.block.store(block as u64, Ordering::Relaxed);
     s.size.store(size as u64, Ordering::Relaxed);
     s.alloc_func.store(func, Ordering::Relaxed);
+    s.family.store(family, Ordering::Relaxed);
     s.alloc_stack.store(stack, Ordering::Relaxed);
     s.free_stack.store(0, Ordering::Relaxed);
-    s.state.store(SLOT_LIVE, Ordering::Release);
+    s.state.store(SLOT_RESERVED, Ordering::Release);
+    set_in_use(id, true);
     HEAP.lock.unlock();
 
     if !opened && !unguard(data, npages * PAGE) {
@@ -618,11 +660,12 @@ fn carve(inner: &mut Inner, npages: usize) -> Option<u32> {
     Some(id)
 }
 
-/// Frees a live guarded block: its pages are guarded (and their memory returned) and the
-/// slot waits in quarantine. Returns false when `id` is not a live slot.
+/// Frees a guarded block whose release was recorded (`claim`): its pages are guarded
+/// (and their memory returned) and the slot waits in quarantine. Returns false when `id`
+/// is not a slot being released.
 pub fn free(id: u32, func: u8, stack: u32) -> bool {
     let Some(s) = slot(id) else { return false };
-    if s.state.load(Ordering::Acquire) != SLOT_LIVE {
+    if s.state.load(Ordering::Acquire) != SLOT_RELEASING {
         return false;
     }
     let below = PROTECT_BELOW.load(Ordering::Relaxed);
@@ -636,6 +679,7 @@ pub fn free(id: u32, func: u8, stack: u32) -> bool {
     HEAP.lock.lock();
     // SAFETY: we hold the heap lock.
     let inner = unsafe { &mut *HEAP.inner.get() };
+    set_in_use(id, false);
     inner.live_bytes = inner.live_bytes.saturating_sub((npages * PAGE) as u64);
     s.next.store(0, Ordering::Relaxed);
     if inner.quarantine_tail == 0 {
@@ -682,6 +726,7 @@ fn release_slot(id: u32) {
     HEAP.lock.lock();
     // SAFETY: we hold the heap lock.
     let inner = unsafe { &mut *HEAP.inner.get() };
+    set_in_use(id, false);
     if let Some(s) = slot(id) {
         inner.live_bytes = inner
             .live_bytes
@@ -691,12 +736,88 @@ fn release_slot(id: u32) {
     HEAP.lock.unlock();
 }
 
+/// The slot whose block starts at `addr`, if it is in `state`.
+fn slot_of_block(addr: usize, state: u8) -> Option<(u32, &'static Slot)> {
+    let (id, s) = slot_at(addr)?;
+    (s.state.load(Ordering::Acquire) == state && s.block.load(Ordering::Relaxed) as usize == addr)
+        .then_some((id, s))
+}
+
 /// The live slot whose block starts at `addr`.
 pub fn live_slot_of(addr: usize) -> Option<u32> {
-    let (id, s) = slot_at(addr)?;
-    (s.state.load(Ordering::Acquire) == SLOT_LIVE
-        && s.block.load(Ordering::Relaxed) as usize == addr)
-        .then_some(id)
+    slot_of_block(addr, SLOT_LIVE).map(|(id, _)| id)
+}
+
+/// The slot of the block at `addr` whose release was recorded (`claim`), for `free`.
+pub fn releasing_slot_of(addr: usize) -> Option<u32> {
+    slot_of_block(addr, SLOT_RELEASING).map(|(id, _)| id)
+}
+
+fn meta_of(s: &Slot) -> BlockMeta {
+    BlockMeta {
+        size: s.size.load(Ordering::Relaxed),
+        stack: s.alloc_stack.load(Ordering::Relaxed),
+        family: s.family.load(Ordering::Relaxed),
+        func: s.alloc_func.load(Ordering::Relaxed),
+        place: PLACE_GUARDED,
+    }
+}
+
+/// Records that the block at `addr`, handed out by `alloc`, is live: RESERVED → LIVE.
+/// Call with the table's shard lock for `addr` held, with the allocation's record.
+pub fn publish(addr: usize) {
+    if let Some((_, s)) = slot_of_block(addr, SLOT_RESERVED) {
+        s.state.store(SLOT_LIVE, Ordering::Release);
+    }
+}
+
+/// Takes the live block at `addr` for its release: LIVE → RELEASING, and what it was.
+/// None when no live guarded block starts there. Call with the table's shard lock for
+/// `addr` held, with the release's record: only one release can take a block.
+pub fn claim(addr: usize) -> Option<BlockMeta> {
+    let (_, s) = slot_of_block(addr, SLOT_LIVE)?;
+    s.state.store(SLOT_RELEASING, Ordering::Release);
+    Some(meta_of(s))
+}
+
+/// What is known of the live guarded block at `addr`, without taking it.
+pub fn meta_at(addr: usize) -> Option<BlockMeta> {
+    slot_of_block(addr, SLOT_LIVE).map(|(_, s)| meta_of(s))
+}
+
+/// Live guarded blocks (for the exit scan). Call with every shard lock held.
+pub fn live_count() -> usize {
+    let mut n = 0;
+    for_each_live(|_, _| n += 1);
+    n
+}
+
+/// Calls `f` for every live guarded block. Call with every shard lock held (no block
+/// changes between LIVE and another state meanwhile); takes the heap lock, which orders
+/// the in-use bits.
+pub fn for_each_live(mut f: impl FnMut(u64, BlockMeta)) {
+    if !READY.load(Ordering::Acquire) {
+        return;
+    }
+    HEAP.lock.lock();
+    // SAFETY: we hold the heap lock.
+    let nslots = unsafe { (*HEAP.inner.get()).nslots };
+    let words = IN_USE.load(Ordering::Acquire) as *const AtomicU64;
+    for w in 0..(nslots as usize).div_ceil(64) {
+        // SAFETY: w covers slot ids up to nslots, within the bitmap.
+        let mut bits = unsafe { &*words.add(w) }.load(Ordering::Relaxed);
+        while bits != 0 {
+            let b = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            let Some(s) = slot((w * 64 + b + 1) as u32) else {
+                continue;
+            };
+            if s.state.load(Ordering::Acquire) == SLOT_LIVE {
+                f(s.block.load(Ordering::Relaxed), meta_of(s));
+            }
+        }
+    }
+    HEAP.lock.unlock();
 }
 
 /// Largest quarantine seen, for the end-of-run statistics.

@@ -218,7 +218,7 @@ fn packed_canaries(p: *mut c_void, size: usize) -> Option<(i64, u32)> {
 fn place_block(req: Request, stack: u32) -> (*mut c_void, u8) {
     if GUARD_MODE.load(Ordering::Relaxed) {
         let align = guard::natural_alignment(req.size, req.align);
-        if let Some(p) = guard::alloc(req.size, align, req.func, stack) {
+        if let Some(p) = guard::alloc(req.size, align, req.func, req.family, stack) {
             return (p as *mut c_void, table::PLACE_GUARDED);
         }
         if req.align <= 16 {
@@ -274,7 +274,10 @@ fn record_alloc(p: *mut c_void, size: usize, f: u8, fam: u8, stack: u32, place: 
         crate::leaks::note_heap_address(addr);
     }
     let mut shard = table::lock(addr);
-    if place != table::PLACE_INLINE || !inline::mark(addr, &meta) {
+    if place == table::PLACE_GUARDED {
+        // Its slot is its record (see guard.rs).
+        guard::publish(addr as usize);
+    } else if place != table::PLACE_INLINE || !inline::mark(addr, &meta) {
         shard.insert(addr, meta);
     }
     let mut rec = [0u8; wire::ALLOC_LEN];
@@ -305,7 +308,7 @@ fn record_release(p: *mut c_void, f: u8, fam: u8, caller: Caller) -> Option<(Blo
     let found = match inline::take(addr) {
         Some((meta, inline::Damage::None)) => Some(meta),
         Some((meta, damage)) => Some(damaged_header(addr, meta, damage, stack, caller)),
-        None => shard.remove(addr),
+        None => guard::claim(addr as usize).or_else(|| shard.remove(addr)),
     };
     if let Some(mut meta) = found {
         if meta.place == PLACE_DAMAGED {
@@ -424,7 +427,10 @@ pub fn emit_canary(addr: u64, meta: &BlockMeta, stack: u32, offset: i64, len: u3
 /// The canaries of a live block, checked (at free and at exit).
 pub fn check_block(addr: u64, meta: &BlockMeta) -> Option<(i64, u32)> {
     match meta.place {
-        table::PLACE_GUARDED => guard::live_slot_of(addr as usize).and_then(guard::check_canaries),
+        // Live at exit; being released (its release recorded) at free.
+        table::PLACE_GUARDED => guard::live_slot_of(addr as usize)
+            .or_else(|| guard::releasing_slot_of(addr as usize))
+            .and_then(guard::check_canaries),
         table::PLACE_PACKED => packed_canaries(addr as *mut c_void, meta.size as usize),
         // The header of a block being released was checked by the release (its bit is
         // clear now, and `damage` says None); at exit it is checked here.
@@ -443,7 +449,7 @@ fn release_block(p: *mut c_void, meta: &BlockMeta, f: u8, stack: u32, caller: Ca
     }
     match meta.place {
         table::PLACE_GUARDED => {
-            if let Some(id) = guard::live_slot_of(p as usize) {
+            if let Some(id) = guard::releasing_slot_of(p as usize) {
                 guard::free(id, f, stack);
             }
         }
@@ -759,7 +765,9 @@ fn inline_realloc(p: *mut c_void, size: usize, f: u8, caller: Caller) -> Option<
 /// What is known of the live block at `addr`, inline or in the table.
 fn lookup(addr: u64) -> Option<BlockMeta> {
     let mut shard = table::lock(addr);
-    inline::get(addr).or_else(|| shard.get(addr))
+    inline::get(addr)
+        .or_else(|| guard::meta_at(addr as usize))
+        .or_else(|| shard.get(addr))
 }
 
 trampoline!(realloc => realloc_at, 2);

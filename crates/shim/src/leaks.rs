@@ -97,7 +97,7 @@ impl Scan {
 /// Called once, from the exit path, with `sp` the stack pointer at entry.
 pub fn classify_and_report(sp: usize, how: u32, code: i32) {
     table::lock_all();
-    let n = table::live_count() + inline::live_count();
+    let n = table::live_count() + inline::live_count() + crate::guard::live_count();
     let bytes = |per: usize| (n.max(1)) * per;
     let blocks = arena::alloc(bytes(core::mem::size_of::<Block>())) as *mut Block;
     let state = arena::alloc(bytes(1));
@@ -119,6 +119,7 @@ pub fn classify_and_report(sp: usize, how: u32, code: i32) {
     };
     table::for_each(&mut add);
     inline::for_each(&mut add);
+    crate::guard::for_each_live(&mut add);
     table::unlock_all();
     // SAFETY: opening a proc file read-only; closed below.
     let pagemap = unsafe {

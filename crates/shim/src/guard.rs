@@ -474,9 +474,13 @@ pub fn check_canaries(id: u32) -> Option<(i64, u32)> {
     None
 }
 
-/// Slots opened per batch: at most this many, and at most `OPEN_BATCH_PAGES` pages in all.
-const OPEN_BATCH: usize = 16;
-const OPEN_BATCH_PAGES: usize = 32;
+/// Slots opened per batch: at most this many, and at most `OPEN_BATCH_PAGES` pages in all,
+/// for slots of at most `OPEN_BATCH_SLOT_PAGES` pages. So at most 256 KiB of populated
+/// pages wait per size, 4 MiB in all. 64 slots a batch instead of 16: binary trees -2%,
+/// deep stack -3% (alternating runs); the arrays below take 1.8 KiB of the caller's stack.
+const OPEN_BATCH: usize = 64;
+const OPEN_BATCH_PAGES: usize = 64;
+const OPEN_BATCH_SLOT_PAGES: usize = 16;
 
 /// `process_madvise` works on this kernel with `PIDFD_SELF` (Linux 6.13+ for any advice on
 /// the calling process): cleared at the first failure, after which slots open one by one.
@@ -509,7 +513,7 @@ fn take_open(inner: &mut Inner, npages: usize) -> Option<u32> {
 fn open_batch(npages: usize) -> Option<u32> {
     if !MADV_GUARDS.load(Ordering::Relaxed)
         || !BATCH_MADVISE.load(Ordering::Relaxed)
-        || npages > OPEN_BATCH_PAGES / 2
+        || npages > OPEN_BATCH_SLOT_PAGES
     {
         return None;
     }

@@ -123,6 +123,17 @@ fn many_live() {
 }
 
 #[test]
+fn arena_boundary() {
+    agree(
+        "vg_arena_boundary",
+        "arena_boundary",
+        &[],
+        &["arena_boundary.c"],
+        true,
+    );
+}
+
+#[test]
 fn fork_leak() {
     agree("vg_fork_leak", "fork_leak", &[], &["fork_leak.c"], true);
 }

@@ -57,6 +57,7 @@ fn recipes() -> Vec<Recipe> {
         c("threads_realloc"),
         c("threads_one_cpu"),
         c("many_live"),
+        c("arena_boundary"),
         c("tls_destructors"),
         cxx("thread_local_dtor"),
         c("ends"),

@@ -43,14 +43,34 @@ pub fn note_heap_address(addr: u64) {
     }
 }
 
-fn is_arena_start(lo: usize) -> bool {
-    if lo & ((1 << ARENA_SHIFT) - 1) != 0 {
+/// Whether the writable mapping `[lo, hi)` is one of glibc's arena heaps: it starts a
+/// 64 MiB region where blocks were handed out, and it starts with glibc's `heap_info`
+/// (arena pointer, previous heap, size in use, size made writable, page size) describing
+/// exactly this mapping. The program's own mappings can start on such a boundary too
+/// (cc1's, one run in twenty): taken for heap, their pointers went unscanned and the
+/// blocks they held were reported lost.
+fn is_arena_start(lo: usize, hi: usize) -> bool {
+    if lo & ((1 << ARENA_SHIFT) - 1) != 0 || hi <= lo {
         return false;
     }
     let region = lo >> ARENA_SHIFT;
-    HEAP_REGIONS
+    let noted = HEAP_REGIONS
         .get(region / 64)
-        .is_some_and(|w| w.load(Ordering::Relaxed) & (1 << (region % 64)) != 0)
+        .is_some_and(|w| w.load(Ordering::Relaxed) & (1 << (region % 64)) != 0);
+    if !noted || hi - lo < 4096 {
+        return false;
+    }
+    // SAFETY: the mapping is writable (so readable) and at least a page long.
+    let [arena, prev, size, writable, page] = unsafe { core::ptr::read(lo as *const [usize; 5]) };
+    let page_ok = page.is_power_of_two() && page >= 4096;
+    page_ok
+        && arena != 0
+        && arena % 8 == 0
+        && prev % (1 << ARENA_SHIFT) == 0
+        && writable == hi - lo
+        && size != 0
+        && size <= writable
+        && size % page == 0
 }
 
 struct Scan {
@@ -405,7 +425,7 @@ fn mark_from_roots(scan: &mut Scan) {
     let roots = unsafe { core::slice::from_raw_parts_mut(roots_mem, MAX_ROOTS) };
     let mut nroots = 0;
     process::for_each_writable_mapping(|lo, hi, heap| {
-        if heap || is_arena_start(lo) {
+        if heap || is_arena_start(lo, hi) {
             return; // glibc's heap: its blocks are reached through the marking
         }
         if crate::threads::is_dead_stack(lo, hi) {

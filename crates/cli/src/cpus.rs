@@ -13,12 +13,16 @@
 //! moves the threads after its first look at their rate).
 //!
 //! memcheck always runs one thread at a time. fencepost does it only while it pays: in
-//! guard mode, `auto` (the default) watches how fast each process frees, moves all its
-//! threads to one CPU while it frees more than [`PIN_RATE`] blocks a second with two
-//! threads or more, and gives each thread back its own CPU mask once the rate has stayed
-//! under [`UNPIN_RATE`] for [`QUIET`]. A thread whose mask the program changed meanwhile
-//! is left as the program set it. `yes` starts the program on one CPU; `no` never moves
-//! it. Fast mode guards nothing, so `auto` does nothing there.
+//! guard mode, `auto` (the default) watches how fast each process frees, and moves all
+//! its threads to one CPU when it frees more than [`PIN_RATE`] blocks a second with two
+//! threads or more. Whether that paid is then measured, not assumed: if over [`TRIAL`] on
+//! one CPU the process freed no faster than [`GAIN`] times its rate before, the threads
+//! get their CPUs back and are not moved again for [`BACKOFF`] (where interrupts are cheap,
+//! as on most physical machines, parallel threads are worth more). Otherwise they stay
+//! until the rate has been under [`UNPIN_RATE`] for [`QUIET`], and each gets its own CPU
+//! mask back. A thread whose mask the program changed meanwhile is left as the program
+//! set it. `yes` starts the program on one CPU; `no` never moves it. Fast mode guards
+//! nothing, so `auto` does nothing there.
 
 use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
 use nix::unistd::Pid;
@@ -41,11 +45,54 @@ pub const PIN_RATE: f64 = 50_000.0;
 /// Frees a second under which the threads get their CPUs back, after [`QUIET`].
 pub const UNPIN_RATE: f64 = 10_000.0;
 pub const QUIET: Duration = Duration::from_secs(1);
+/// How long the threads are on one CPU before the move is judged.
+pub const TRIAL: Duration = Duration::from_millis(400);
+/// How much faster than before the move a process must free on one CPU to stay there.
+pub const GAIN: f64 = 1.2;
+/// After a move that did not pay, how long before another is tried.
+pub const BACKOFF: Duration = Duration::from_secs(10);
 /// How often the rates are looked at.
 const TICK: Duration = Duration::from_millis(100);
 
+/// A process's threads as the system shows them: what [`Pinning`] looks at and moves.
+/// ([`Os`]; the tests put a model in its place.)
+pub trait Threads {
+    fn count(&mut self, pid: u32) -> usize;
+    /// Moves every thread of `pid` to one CPU: the move, and the CPU.
+    fn pin(&mut self, pid: u32, now: Instant) -> Option<(Pin, usize)>;
+    /// Moves the threads of `pid` started since.
+    fn sweep(&mut self, pid: u32, p: &mut Pin);
+    /// Gives the threads of `pid` their CPUs back.
+    fn unpin(&mut self, pid: u32, p: &Pin);
+    fn name(&mut self, pid: u32) -> String;
+}
+
+/// The threads of real processes: `/proc` and `sched_setaffinity`.
+pub struct Os;
+
+impl Threads for Os {
+    fn count(&mut self, pid: u32) -> usize {
+        tasks(pid).len()
+    }
+    fn pin(&mut self, pid: u32, now: Instant) -> Option<(Pin, usize)> {
+        pin(pid, now)
+    }
+    fn sweep(&mut self, pid: u32, p: &mut Pin) {
+        sweep(pid, p)
+    }
+    fn unpin(&mut self, pid: u32, p: &Pin) {
+        unpin(pid, p)
+    }
+    fn name(&mut self, pid: u32) -> String {
+        std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .map(|s| s.trim_end().to_string())
+            .unwrap_or_default()
+    }
+}
+
 /// Watches the running processes' frees and moves their threads (`auto`).
-pub struct Pinning {
+pub struct Pinning<T: Threads = Os> {
+    threads: T,
     watch: bool,
     last_tick: Instant,
     procs: HashMap<u32, Watched>,
@@ -64,6 +111,11 @@ struct Watched {
     /// The CPU and command name of the last stretch, for the note.
     cpu: usize,
     exe: String,
+    /// Frees a second before and during the last move that paid, for the note.
+    rates: Option<(f64, f64)>,
+    /// Moves that did not pay, and when the next may be tried.
+    undone: u32,
+    backoff_until: Option<Instant>,
 }
 
 impl Watched {
@@ -76,7 +128,7 @@ impl Watched {
     }
 }
 
-struct Pin {
+pub struct Pin {
     set: CpuSet,
     /// The process's mask when it was moved: for threads born since.
     original: CpuSet,
@@ -86,15 +138,44 @@ struct Pin {
     seen: HashSet<i32>,
     since: Instant,
     quiet_since: Option<Instant>,
+    /// The rate that triggered the move, and the frees counted then.
+    rate_before: f64,
+    frees_at_pin: u64,
+    /// Whether the trial is over (the move paid).
+    judged: bool,
 }
 
-impl Pinning {
+impl Pinning<Os> {
     /// `auto` in guard mode watches; anything else does nothing here (`yes` is applied
     /// when the program starts, see [`one_cpu_for_start`]).
     pub fn new(mode: OneCpu, guard_mode: bool) -> Self {
+        let watch = mode == OneCpu::Auto && guard_mode && online_cpus() > 1;
+        Pinning::with(Os, watch, Instant::now())
+    }
+}
+
+impl Pin {
+    fn new(set: CpuSet, original: CpuSet, now: Instant) -> Self {
+        Pin {
+            set,
+            original,
+            saved: HashMap::new(),
+            seen: HashSet::new(),
+            since: now,
+            quiet_since: None,
+            rate_before: 0.0,
+            frees_at_pin: 0,
+            judged: false,
+        }
+    }
+}
+
+impl<T: Threads> Pinning<T> {
+    fn with(threads: T, watch: bool, now: Instant) -> Self {
         Pinning {
-            watch: mode == OneCpu::Auto && guard_mode && online_cpus() > 1,
-            last_tick: Instant::now(),
+            threads,
+            watch,
+            last_tick: now,
             procs: HashMap::new(),
             notes: Vec::new(),
         }
@@ -103,10 +184,12 @@ impl Pinning {
     /// Looks at the processes' rates when a tick is due. `running`: every running
     /// process and the frees it has recorded so far.
     pub fn tick(&mut self, running: impl Iterator<Item = (u32, u64)>) {
-        if !self.watch {
-            return;
+        if self.watch {
+            self.tick_at(Instant::now(), running);
         }
-        let now = Instant::now();
+    }
+
+    fn tick_at(&mut self, now: Instant, running: impl Iterator<Item = (u32, u64)>) {
         let dt = now.duration_since(self.last_tick);
         if dt < TICK {
             return;
@@ -124,7 +207,7 @@ impl Pinning {
             w.frees = frees;
             if !w.settled {
                 let rate = delta as f64 / dt.as_secs_f64();
-                w.step(pid, rate, now);
+                w.step(pid, rate, frees, now, &mut self.threads);
             }
         }
         let gone: Vec<u32> = self
@@ -138,7 +221,7 @@ impl Pinning {
                 // Usually the process is gone with its threads. It may also have exec'd a
                 // program that is not traced: that one gets its CPUs back now.
                 if let Some(p) = &w.pinned {
-                    unpin(pid, p);
+                    self.threads.unpin(pid, p);
                 }
                 self.note(pid, &w, now);
             }
@@ -146,27 +229,44 @@ impl Pinning {
     }
 
     fn note(&mut self, pid: u32, w: &Watched, now: Instant) {
-        let total = w.total(now);
-        if total.is_zero() {
-            return;
-        }
         let name = if w.exe.is_empty() {
             String::new()
         } else {
             format!(" ({})", w.exe)
         };
+        let total = w.total(now);
+        if total.is_zero() {
+            if w.undone > 0 {
+                self.notes.push(format!(
+                    "pid {pid}{name} freed guarded blocks fast with several threads, but no \
+                     faster with them on one CPU: they kept all their CPUs"
+                ));
+            }
+            return;
+        }
+        let rates = match w.rates {
+            Some((before, on_one)) => format!(
+                " (it freed {} blocks a second on all its CPUs, {} on one)",
+                thousands(before),
+                thousands(on_one)
+            ),
+            None => String::new(),
+        };
         self.notes.push(format!(
-            "pid {pid}{name} ran on CPU {} alone for {:.1} s: it freed guarded blocks so \
-             fast that taking their pages from every CPU its threads ran on cost more than \
-             the threads gained (--one-cpu=no keeps them on every CPU)",
+            "pid {pid}{name} ran on CPU {} alone for {:.1} s{rates}: taking the pages of \
+             the blocks it freed from every CPU its threads ran on cost more than the threads \
+             gained (--one-cpu=no keeps them on every CPU)",
             w.cpu,
             total.as_secs_f64()
         ));
     }
 
     /// The notes for the end of the run; processes still on one CPU count until now.
-    pub fn into_notes(mut self) -> Vec<String> {
-        let now = Instant::now();
+    pub fn into_notes(self) -> Vec<String> {
+        self.into_notes_at(Instant::now())
+    }
+
+    fn into_notes_at(mut self, now: Instant) -> Vec<String> {
         let mut left: Vec<(u32, Watched)> = self.procs.drain().collect();
         left.sort_by_key(|(pid, _)| *pid);
         for (pid, w) in left {
@@ -177,35 +277,71 @@ impl Pinning {
 }
 
 impl Watched {
-    /// One tick of one process freeing at `rate` blocks a second.
-    fn step(&mut self, pid: u32, rate: f64, now: Instant) {
+    /// One tick of one process freeing at `rate` blocks a second, `frees` so far.
+    fn step(&mut self, pid: u32, rate: f64, frees: u64, now: Instant, os: &mut impl Threads) {
         match &mut self.pinned {
             None => {
-                if rate >= PIN_RATE && thread_count(pid) >= 2 {
-                    match pin(pid, now) {
-                        Some((p, cpu)) => {
+                if self.backoff_until.is_some_and(|t| now < t) {
+                    return;
+                }
+                if rate >= PIN_RATE && os.count(pid) >= 2 {
+                    match os.pin(pid, now) {
+                        Some((mut p, cpu)) => {
+                            p.rate_before = rate;
+                            p.frees_at_pin = frees;
                             self.pinned = Some(p);
                             self.cpu = cpu;
-                            self.exe = std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                                .map(|s| s.trim_end().to_string())
-                                .unwrap_or_default();
+                            self.exe = os.name(pid);
                         }
                         None => self.settled = true,
                     }
                 }
             }
             Some(p) => {
-                sweep(pid, p);
+                os.sweep(pid, p);
+                let on_one_cpu = now - p.since;
+                if !p.judged && on_one_cpu >= TRIAL {
+                    let rate_on_one =
+                        frees.saturating_sub(p.frees_at_pin) as f64 / on_one_cpu.as_secs_f64();
+                    if rate_on_one < p.rate_before * GAIN {
+                        // No faster: interrupts are cheap here, or the threads had other
+                        // work. They get their CPUs back, and this stretch does not count.
+                        os.unpin(pid, p);
+                        self.pinned = None;
+                        self.undone += 1;
+                        self.backoff_until = Some(now + BACKOFF);
+                        return;
+                    }
+                    p.judged = true;
+                    self.rates = Some((p.rate_before, rate_on_one));
+                }
                 if rate >= UNPIN_RATE {
                     p.quiet_since = None;
                 } else if now.duration_since(*p.quiet_since.get_or_insert(now)) >= QUIET {
-                    unpin(pid, p);
-                    self.earlier += now - p.since;
+                    os.unpin(pid, p);
+                    self.earlier += on_one_cpu;
                     self.pinned = None;
                 }
             }
         }
     }
+}
+
+/// 1234567.0 as "1,234,567" (rounded to a thousand above 10,000).
+fn thousands(rate: f64) -> String {
+    let mut n = rate.round() as u64;
+    if n >= 10_000 {
+        n = (n + 500) / 1000 * 1000;
+    }
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// The CPU a program started with `--one-cpu=yes` runs on: the last one fencepost may use
@@ -242,10 +378,6 @@ fn tasks(pid: u32) -> Vec<i32> {
         .unwrap_or_default()
 }
 
-fn thread_count(pid: u32) -> usize {
-    tasks(pid).len()
-}
-
 /// The CPU a thread last ran on (`/proc/PID/stat`, field 39).
 fn last_cpu(pid: u32) -> Option<usize> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -268,14 +400,7 @@ fn pin(pid: u32, now: Instant) -> Option<(Pin, usize)> {
         .unwrap_or(cpus[0]);
     let mut set = CpuSet::new();
     set.set(cpu).ok()?;
-    let mut p = Pin {
-        set,
-        original,
-        saved: HashMap::new(),
-        seen: HashSet::new(),
-        since: now,
-        quiet_since: None,
-    };
+    let mut p = Pin::new(set, original, now);
     sweep(pid, &mut p);
     Some((p, cpu))
 }
@@ -313,5 +438,161 @@ fn unpin(pid: u32, p: &Pin) {
             let back = p.saved.get(&tid).unwrap_or(&p.original);
             let _ = sched_setaffinity(Pid::from_raw(tid), back);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Processes with a number of threads each; the moves asked for are logged.
+    #[derive(Default)]
+    struct Model {
+        threads: HashMap<u32, usize>,
+        log: Vec<String>,
+    }
+
+    impl Threads for Model {
+        fn count(&mut self, pid: u32) -> usize {
+            self.threads.get(&pid).copied().unwrap_or(0)
+        }
+        fn pin(&mut self, pid: u32, now: Instant) -> Option<(Pin, usize)> {
+            self.log.push(format!("pin {pid}"));
+            Some((Pin::new(CpuSet::new(), CpuSet::new(), now), 3))
+        }
+        fn sweep(&mut self, _pid: u32, _p: &mut Pin) {}
+        fn unpin(&mut self, pid: u32, _p: &Pin) {
+            self.log.push(format!("unpin {pid}"));
+        }
+        fn name(&mut self, _pid: u32) -> String {
+            "churn".into()
+        }
+    }
+
+    /// Drives a `Pinning` tick by tick (100 ms apart), one process (pid 7) freeing at the
+    /// given rates (frees a second, one per tick). The first tick that sees a process
+    /// only counts its frees so far.
+    struct Run {
+        pinning: Pinning<Model>,
+        now: Instant,
+        frees: u64,
+    }
+
+    impl Run {
+        fn new(threads: usize) -> Self {
+            let mut model = Model::default();
+            model.threads.insert(7, threads);
+            let now = Instant::now();
+            Run {
+                pinning: Pinning::with(model, true, now),
+                now,
+                frees: 0,
+            }
+        }
+
+        fn ticks(&mut self, rates: &[u64]) {
+            for &rate in rates {
+                self.now += TICK;
+                self.frees += rate / 10;
+                let frees = self.frees;
+                self.pinning.tick_at(self.now, [(7, frees)].into_iter());
+            }
+        }
+
+        fn log(&self) -> Vec<&str> {
+            self.pinning
+                .threads
+                .log
+                .iter()
+                .map(String::as_str)
+                .collect()
+        }
+
+        fn notes(self) -> Vec<String> {
+            let now = self.now;
+            self.pinning.into_notes_at(now)
+        }
+    }
+
+    #[test]
+    fn a_process_freeing_fast_with_threads_is_moved_while_it_pays() {
+        let mut run = Run::new(2);
+        run.ticks(&[40_000, 60_000]);
+        assert_eq!(run.log(), ["pin 7"]);
+        // Five times as fast on one CPU: the trial (400 ms) keeps the move.
+        run.ticks(&[300_000; 6]);
+        assert_eq!(run.log(), ["pin 7"]);
+        // The frees stop: the CPUs come back after a quiet second, not before.
+        run.ticks(&[0; 9]);
+        assert_eq!(run.log(), ["pin 7"]);
+        run.ticks(&[0; 2]);
+        assert_eq!(run.log(), ["pin 7", "unpin 7"]);
+        let notes = run.notes();
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(
+            notes[0].starts_with(
+                "pid 7 (churn) ran on CPU 3 alone for 1.7 s (it freed 60,000 blocks a second \
+                 on all its CPUs, 300,000 on one)"
+            ),
+            "{}",
+            notes[0]
+        );
+    }
+
+    #[test]
+    fn a_move_that_does_not_pay_is_undone_and_not_tried_again_for_a_while() {
+        let mut run = Run::new(4);
+        run.ticks(&[80_000, 80_000]);
+        assert_eq!(run.log(), ["pin 7"]);
+        // No faster on one CPU (less than GAIN times): undone at the end of the trial.
+        run.ticks(&[90_000; 4]);
+        assert_eq!(run.log(), ["pin 7", "unpin 7"]);
+        // Not moved again before BACKOFF, however fast it frees.
+        run.ticks(&[80_000; 99]);
+        assert_eq!(run.log(), ["pin 7", "unpin 7"]);
+        run.ticks(&[80_000]);
+        assert_eq!(run.log(), ["pin 7", "unpin 7", "pin 7"]);
+        run.ticks(&[80_000; 4]);
+        assert_eq!(run.log(), ["pin 7", "unpin 7", "pin 7", "unpin 7"]);
+        let notes = run.notes();
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(
+            notes[0].contains("no faster with them on one CPU"),
+            "{}",
+            notes[0]
+        );
+    }
+
+    #[test]
+    fn one_thread_or_slow_frees_are_never_moved() {
+        let mut one = Run::new(1);
+        one.ticks(&[500_000; 20]);
+        assert!(one.log().is_empty());
+        assert!(one.notes().is_empty());
+        let mut slow = Run::new(8);
+        slow.ticks(&[49_000; 20]);
+        assert!(slow.log().is_empty());
+    }
+
+    #[test]
+    fn a_process_that_leaves_while_moved_gets_its_cpus_back() {
+        let mut run = Run::new(2);
+        run.ticks(&[100_000, 100_000, 300_000, 300_000, 300_000, 300_000]);
+        assert_eq!(run.log(), ["pin 7"]);
+        run.now += TICK;
+        let now = run.now;
+        run.pinning.tick_at(now, std::iter::empty());
+        assert_eq!(run.log(), ["pin 7", "unpin 7"]);
+        let notes = run.notes();
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(notes[0].contains("alone for 0.5 s"), "{}", notes[0]);
+    }
+
+    #[test]
+    fn rates_read_in_thousands() {
+        assert_eq!(thousands(950.0), "950");
+        assert_eq!(thousands(9_999.4), "9,999");
+        assert_eq!(thousands(96_321.0), "96,000");
+        assert_eq!(thousands(1_234_567.0), "1,235,000");
     }
 }

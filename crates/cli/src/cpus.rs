@@ -143,6 +143,8 @@ pub struct Pin {
     frees_at_pin: u64,
     /// Whether the trial is over (the move paid).
     judged: bool,
+    /// The process's start time, checked before its threads are touched again.
+    started: Option<u64>,
 }
 
 impl Pinning<Os> {
@@ -166,6 +168,7 @@ impl Pin {
             rate_before: 0.0,
             frees_at_pin: 0,
             judged: false,
+            started: None,
         }
     }
 }
@@ -380,10 +383,23 @@ fn tasks(pid: u32) -> Vec<i32> {
 
 /// The CPU a thread last ran on (`/proc/PID/stat`, field 39).
 fn last_cpu(pid: u32) -> Option<usize> {
+    stat_field(pid, 39)?.parse().ok()
+}
+
+/// When the process started (`/proc/PID/stat`, field 22, in clock ticks since boot): with
+/// the pid, it names one process, where a pid alone may be reused once it is gone.
+fn start_time(pid: u32) -> Option<u64> {
+    stat_field(pid, 22)?.parse().ok()
+}
+
+/// Field `n` (counted from 1, as proc(5) does) of `/proc/PID/stat`.
+fn stat_field(pid: u32, n: usize) -> Option<String> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields from the third (state) on follow the command's closing parenthesis.
     let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(39 - 3)?.parse().ok()
+    rest.split_whitespace()
+        .nth(n.checked_sub(3)?)
+        .map(str::to_owned)
 }
 
 /// Moves every thread of `pid` to one CPU of its mask (the one its main thread last ran
@@ -401,6 +417,7 @@ fn pin(pid: u32, now: Instant) -> Option<(Pin, usize)> {
     let mut set = CpuSet::new();
     set.set(cpu).ok()?;
     let mut p = Pin::new(set, original, now);
+    p.started = start_time(pid);
     sweep(pid, &mut p);
     Some((p, cpu))
 }
@@ -408,6 +425,9 @@ fn pin(pid: u32, now: Instant) -> Option<(Pin, usize)> {
 /// Moves the threads of `pid` not looked at yet. A thread started by a moved thread is on
 /// the CPU already. Threads started while the list is read are found by the next pass.
 fn sweep(pid: u32, p: &mut Pin) {
+    if p.started.is_none() || start_time(pid) != p.started {
+        return; // gone, as in `unpin`
+    }
     for _ in 0..4 {
         let mut found = false;
         for tid in tasks(pid) {
@@ -430,6 +450,11 @@ fn sweep(pid: u32, p: &mut Pin) {
 
 /// Gives the threads of `pid` that are still on the pinned CPU their masks back.
 fn unpin(pid: u32, p: &Pin) {
+    if p.started.is_none() || start_time(pid) != p.started {
+        // Gone (a process killed without a word keeps looking alive to the analyzer),
+        // and its pid may be another process's now: nothing of ours to give back.
+        return;
+    }
     for tid in tasks(pid) {
         let Ok(mask) = sched_getaffinity(Pid::from_raw(tid)) else {
             continue;

@@ -1,7 +1,8 @@
 //! `--one-cpu` (crates/cli/src/cpus.rs): in guard mode, a process whose threads free
 //! guarded blocks fast is moved to one CPU while that pays. A test binary of its own, so
 //! that no other test loads the machine while it runs: the move is kept only if the
-//! process frees faster on one CPU, which a machine busy with other tests can deny.
+//! process frees faster on one CPU, which a machine busy with other tests can deny (run
+//! beside the 100-thread test, it was undone in 2 runs of 3).
 
 mod support;
 
@@ -57,12 +58,18 @@ fn threads_freeing_guarded_blocks_share_one_cpu_while_they_do() {
         .lines()
         .find(|l| l.starts_with("fencepost: note: pid "))
         .unwrap_or_else(|| panic!("no note of the move:\n{}", auto.stderr));
-    assert!(
-        note.contains("(threads_one_cpu) ran on CPU ")
-            && note.contains("blocks a second on all its CPUs")
-            && note.contains("--one-cpu=no"),
-        "{note}"
-    );
+    // Kept (here: about 4 times the frees a second on one CPU), or undone where the
+    // machine's interrupts are cheap; both end with the CPUs given back and a note.
+    // Which of the two a given rate leads to is unit-tested in cpus.rs.
+    let kept = note.contains("(threads_one_cpu) ran on CPU ")
+        && note.contains("blocks a second on all its CPUs")
+        && note.contains("--one-cpu=no");
+    let undone = note.contains("(threads_one_cpu) freed guarded blocks fast")
+        && note.contains("no faster with them on one CPU");
+    assert!(kept || undone, "{note}");
+    if undone {
+        eprintln!("the move did not pay on this machine: {note}");
+    }
     no_error_and_one_definite_leak(&auto.report, "auto", "threads_one_cpu.c", 48);
 
     for (name, options) in [

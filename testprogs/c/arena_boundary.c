@@ -59,7 +59,7 @@ int main(void)
     for (int i = 0; i < 24; i++)
         free(push[i]);
 
-    size_t len = 2 << 20;
+    size_t len = 1 << 20; /* inside where the freed block was, however it was placed */
     void **own = at == 0 ? MAP_FAILED
                          : mmap((void *)at, len, PROT_READ | PROT_WRITE,
                                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);

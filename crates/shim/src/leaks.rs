@@ -45,8 +45,8 @@ pub fn note_heap_address(addr: u64) {
 
 /// Whether the writable mapping `[lo, hi)` is one of glibc's arena heaps: it starts a
 /// 64 MiB region where blocks were handed out, and it starts with glibc's `heap_info`
-/// (arena pointer, previous heap, size in use, size made writable, page size) describing
-/// exactly this mapping. The program's own mappings can start on such a boundary too
+/// (arena pointer, previous heap, size in use, size made writable) describing exactly
+/// this mapping. The program's own mappings can start on such a boundary too
 /// (cc1's, one run in twenty): taken for heap, their pointers went unscanned and the
 /// blocks they held were reported lost.
 fn is_arena_start(lo: usize, hi: usize) -> bool {
@@ -61,16 +61,15 @@ fn is_arena_start(lo: usize, hi: usize) -> bool {
         return false;
     }
     // SAFETY: the mapping is writable (so readable) and at least a page long.
-    let [arena, prev, size, writable, page] = unsafe { core::ptr::read(lo as *const [usize; 5]) };
-    let page_ok = page.is_power_of_two() && page >= 4096;
-    page_ok
-        && arena != 0
+    let [arena, prev, size, writable] = unsafe { core::ptr::read(lo as *const [usize; 4]) };
+    // (glibc 2.35 added a page size after these four; older ones have padding there.)
+    arena != 0
         && arena % 8 == 0
         && prev % (1 << ARENA_SHIFT) == 0
         && writable == hi - lo
         && size != 0
         && size <= writable
-        && size % page == 0
+        && size % 4096 == 0
 }
 
 struct Scan {

@@ -265,6 +265,9 @@ fn check(w: Workload) {
     for mode in ["guard", "fast"] {
         let dir = fresh_dir(&w, mode);
         let mut fp_keys = Vec::new();
+        // Every definite or possible record, with its step, process and whole stack: what
+        // a failure prints, since a mismatch seen once may not come back on demand.
+        let mut fp_records: Vec<(Key, String)> = Vec::new();
         for (i, step) in w.steps.iter().enumerate() {
             let json = scratch_dir(&format!("{}-{mode}-json-{i}", w.name)).join("report.json");
             let mut cmd = Command::new(fencepost_bin());
@@ -303,6 +306,27 @@ fn check(w: Workload) {
             );
             assert_books_balance(&report);
             fp_keys.extend(fencepost_keys(&report));
+            for l in report.leaks() {
+                if !matches!(l.kind.as_str(), "definite" | "possible") {
+                    continue;
+                }
+                let exe = report.json["processes"]
+                    .as_array()
+                    .and_then(|ps| ps.iter().find(|p| p["pid"].as_u64() == Some(l.pid)))
+                    .and_then(|p| p["exe"].as_str())
+                    .unwrap_or("?")
+                    .to_owned();
+                let functions: Vec<String> = l
+                    .stack
+                    .iter()
+                    .map(|f| f.function.clone().unwrap_or_else(|| "?".into()))
+                    .collect();
+                let (function, _) = innermost(&l.stack);
+                fp_records.push((
+                    (l.kind.clone(), l.bytes, l.blocks, function),
+                    format!("step {i}, pid {} {exe}: {}", l.pid, functions.join(" < ")),
+                ));
+            }
         }
         fp_keys.sort();
         if w.possible_differs.is_some() {
@@ -325,10 +349,15 @@ fn check(w: Workload) {
             None => fp_keys != vg_keys,
         };
         if differs {
+            let differing = diff(&fp_keys, &vg_keys);
+            let detail: String = fp_records
+                .iter()
+                .filter(|(k, _)| differing.contains(&format!("{k:?}")))
+                .map(|(k, d)| format!("    fencepost {k:?}: {d}\n"))
+                .collect();
             failures.push_str(&format!(
                 "--mode={mode}: definite/possible loss records differ from memcheck's \
-                 (kind, bytes, blocks, function):\n{}",
-                diff(&fp_keys, &vg_keys)
+                 (kind, bytes, blocks, function):\n{differing}{detail}"
             ));
         }
     }

@@ -134,6 +134,17 @@ fn arena_boundary() {
 }
 
 #[test]
+fn beside_shim() {
+    agree(
+        "vg_beside_shim",
+        "beside_shim",
+        &[],
+        &["beside_shim.c"],
+        false,
+    );
+}
+
+#[test]
 fn fork_leak() {
     agree("vg_fork_leak", "fork_leak", &[], &["fork_leak.c"], true);
 }

@@ -58,6 +58,7 @@ fn recipes() -> Vec<Recipe> {
         c("threads_one_cpu"),
         c("many_live"),
         c("arena_boundary"),
+        c("beside_shim"),
         c("tls_destructors"),
         cxx("thread_local_dtor"),
         c("ends"),

@@ -408,12 +408,13 @@ fn drain(scan: &mut Scan, top: &mut usize) {
 
 fn mark_from_roots(scan: &mut Scan) {
     let mut top = 0usize;
-    let skip = [
+    let mut skip = [
         arena::range(),
         ring::range(),
         process::own_data_range(),
         crate::guard::region(),
     ];
+    skip.sort_unstable();
     let sp = scan.sp;
     const MAX_ROOTS: usize = 1 << 16;
     let roots_mem = arena::alloc(MAX_ROOTS * 16) as *mut (usize, usize);
@@ -430,15 +431,17 @@ fn mark_from_roots(scan: &mut Scan) {
         if crate::threads::is_dead_stack(lo, hi) {
             return; // an exited thread's stack, kept by glibc for reuse: stale
         }
-        if nroots < MAX_ROOTS {
-            roots[nroots] = (lo, hi);
-            nroots += 1;
-        }
+        // The shim's own memory is left out, and only it: the kernel merges neighbouring
+        // anonymous mappings, so a page of the program's can share a mapping with the
+        // shim's .bss (it did, now and then, in cc1, and the blocks it held were lost).
+        without(lo, hi, &skip, |lo, hi| {
+            if nroots < MAX_ROOTS {
+                roots[nroots] = (lo, hi);
+                nroots += 1;
+            }
+        });
     });
     for &(lo, hi) in &roots[..nroots] {
-        if skip.iter().any(|&(a, b)| a < b && lo < b && a < hi) {
-            continue;
-        }
         // The current thread's stack: only the live part, above the shim's own frames, and
         // above `main` once it has returned.
         let lo = if lo <= sp && sp < hi {
@@ -475,6 +478,27 @@ fn mark_from_roots(scan: &mut Scan) {
             at = next;
         }
         drain(scan, &mut top);
+    }
+}
+
+/// Calls `f` with each part of `[lo, hi)` that no range of `skip` (sorted, empty ones
+/// allowed) covers.
+fn without(lo: usize, hi: usize, skip: &[(usize, usize)], mut f: impl FnMut(usize, usize)) {
+    let mut at = lo;
+    for &(a, b) in skip {
+        if a >= b || b <= at || a >= hi {
+            continue;
+        }
+        if a > at {
+            f(at, a);
+        }
+        at = b;
+        if at >= hi {
+            return;
+        }
+    }
+    if at < hi {
+        f(at, hi);
     }
 }
 

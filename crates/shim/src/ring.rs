@@ -271,7 +271,7 @@ static HAS_PREFETCHW: AtomicBool = AtomicBool::new(false);
 /// reading where the processor has no `prefetchw` (`prefetcht0`, measured within 1% of it
 /// on binary trees). Only a hint: it faults on nothing and changes no memory.
 #[inline(always)]
-fn prefetch_for_write(addr: usize) {
+pub(crate) fn prefetch_for_write(addr: usize) {
     // SAFETY: a prefetch never faults and writes nothing; prefetchw only where CPUID says
     // the processor has it.
     unsafe {

@@ -762,7 +762,7 @@ fn inline_realloc(p: *mut c_void, size: usize, f: u8, caller: Caller) -> Option<
     Some(q)
 }
 
-/// What is known of the live block at `addr`, inline or in the table.
+/// What is known of the live block at `addr`: inline, in its guard slot, or in the table.
 fn lookup(addr: u64) -> Option<BlockMeta> {
     let mut shard = table::lock(addr);
     inline::get(addr)

@@ -269,7 +269,8 @@ static HAS_PREFETCHW: AtomicBool = AtomicBool::new(false);
 
 /// Asks for the cache line at `addr` in a state ready for writing (`prefetchw`), or for
 /// reading where the processor has no `prefetchw` (`prefetcht0`, measured within 1% of it
-/// on binary trees). Only a hint: it faults on nothing and changes no memory.
+/// on binary trees). Only a hint: it faults on nothing and changes no memory. Used for the
+/// ring's lines and for the chunks about to leave fast mode's quarantine.
 #[inline(always)]
 pub(crate) fn prefetch_for_write(addr: usize) {
     // SAFETY: a prefetch never faults and writes nothing; prefetchw only where CPUID says

@@ -8,23 +8,6 @@ mod support;
 
 use support::*;
 
-/// No error, and one definite leak: one block of `bytes` allocated at the line marked
-/// `FP:leak` in `file` (testprogs/c).
-fn no_error_and_one_definite_leak(report: &Report, mode: &str, file: &str, bytes: u64) {
-    assert!(report.errors().is_empty(), "{mode}\n{}", report.pretty());
-    let lost: Vec<_> = leaks_of_kind(report, "definite")
-        .into_iter()
-        .map(|l| (l.bytes, l.blocks, l.user_line(&[file])))
-        .collect();
-    let line = marker_line(&format!("c/{file}"), "leak");
-    assert_eq!(
-        lost,
-        vec![(bytes, 1, Some((file.to_owned(), line)))],
-        "{mode}\n{}",
-        report.pretty()
-    );
-}
-
 /// The three numbers `threads_one_cpu` prints: CPUs in its mask at the start, the fewest
 /// its churning threads saw, and at the end.
 fn cpu_masks(stdout: &str) -> (u32, u32, u32) {

@@ -14,23 +14,6 @@ fn no_lost(report: &Report) {
     assert_books_balance(report);
 }
 
-/// No error, and one definite leak: one block of `bytes` allocated at the line marked
-/// `FP:leak` in `file` (testprogs/c).
-fn no_error_and_one_definite_leak(report: &Report, mode: &str, file: &str, bytes: u64) {
-    assert!(report.errors().is_empty(), "{mode}\n{}", report.pretty());
-    let lost: Vec<_> = leaks_of_kind(report, "definite")
-        .into_iter()
-        .map(|l| (l.bytes, l.blocks, l.user_line(&[file])))
-        .collect();
-    let line = marker_line(&format!("c/{file}"), "leak");
-    assert_eq!(
-        lost,
-        vec![(bytes, 1, Some((file.to_owned(), line)))],
-        "{mode}\n{}",
-        report.pretty()
-    );
-}
-
 /// Fast mode is run 5 times: its leak scan finds the deliberately lost block `reachable`
 /// in most runs (memcheck and guard mode: definite), so one run would pass by luck.
 #[test]

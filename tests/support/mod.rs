@@ -271,6 +271,23 @@ pub fn leaks_of_kind(report: &Report, kind: &str) -> Vec<LossRecord> {
         .collect()
 }
 
+/// No error, and one definite leak: one block of `bytes` allocated at the line marked
+/// `FP:leak` in `file` (testprogs/c).
+pub fn no_error_and_one_definite_leak(report: &Report, mode: &str, file: &str, bytes: u64) {
+    assert!(report.errors().is_empty(), "{mode}\n{}", report.pretty());
+    let lost: Vec<_> = leaks_of_kind(report, "definite")
+        .into_iter()
+        .map(|l| (l.bytes, l.blocks, l.user_line(&[file])))
+        .collect();
+    let line = marker_line(&format!("c/{file}"), "leak");
+    assert_eq!(
+        lost,
+        vec![(bytes, 1, Some((file.to_owned(), line)))],
+        "{mode}\n{}",
+        report.pretty()
+    );
+}
+
 /// Asserts there is no definite, indirect or possible leak and no error.
 pub fn assert_no_error_and_no_loss(report: &Report) {
     assert!(

@@ -740,21 +740,23 @@ fn release_slot(id: u32) {
     HEAP.lock.unlock();
 }
 
-/// The slot whose block starts at `addr`, if it is in `state`.
-fn slot_of_block(addr: usize, state: u8) -> Option<(u32, &'static Slot)> {
+/// The slot whose block starts at `addr`, if it is in one of `states`.
+fn slot_of_block(addr: usize, states: &[u8]) -> Option<(u32, &'static Slot)> {
     let (id, s) = slot_at(addr)?;
-    (s.state.load(Ordering::Acquire) == state && s.block.load(Ordering::Relaxed) as usize == addr)
+    (states.contains(&s.state.load(Ordering::Acquire))
+        && s.block.load(Ordering::Relaxed) as usize == addr)
         .then_some((id, s))
 }
 
-/// The live slot whose block starts at `addr`.
-pub fn live_slot_of(addr: usize) -> Option<u32> {
-    slot_of_block(addr, SLOT_LIVE).map(|(id, _)| id)
+/// The slot of the program's block at `addr`: live (at exit), or with its release recorded
+/// (at free), for the canary check.
+pub fn held_slot_of(addr: usize) -> Option<u32> {
+    slot_of_block(addr, &[SLOT_LIVE, SLOT_RELEASING]).map(|(id, _)| id)
 }
 
 /// The slot of the block at `addr` whose release was recorded (`claim`), for `free`.
 pub fn releasing_slot_of(addr: usize) -> Option<u32> {
-    slot_of_block(addr, SLOT_RELEASING).map(|(id, _)| id)
+    slot_of_block(addr, &[SLOT_RELEASING]).map(|(id, _)| id)
 }
 
 fn meta_of(s: &Slot) -> BlockMeta {
@@ -770,7 +772,7 @@ fn meta_of(s: &Slot) -> BlockMeta {
 /// Records that the block at `addr`, handed out by `alloc`, is live: RESERVED → LIVE.
 /// Call with the table's shard lock for `addr` held, with the allocation's record.
 pub fn publish(addr: usize) {
-    if let Some((_, s)) = slot_of_block(addr, SLOT_RESERVED) {
+    if let Some((_, s)) = slot_of_block(addr, &[SLOT_RESERVED]) {
         s.state.store(SLOT_LIVE, Ordering::Release);
     }
 }
@@ -779,14 +781,14 @@ pub fn publish(addr: usize) {
 /// None when no live guarded block starts there. Call with the table's shard lock for
 /// `addr` held, with the release's record: only one release can take a block.
 pub fn claim(addr: usize) -> Option<BlockMeta> {
-    let (_, s) = slot_of_block(addr, SLOT_LIVE)?;
+    let (_, s) = slot_of_block(addr, &[SLOT_LIVE])?;
     s.state.store(SLOT_RELEASING, Ordering::Release);
     Some(meta_of(s))
 }
 
 /// What is known of the live guarded block at `addr`, without taking it.
 pub fn meta_at(addr: usize) -> Option<BlockMeta> {
-    slot_of_block(addr, SLOT_LIVE).map(|(_, s)| meta_of(s))
+    slot_of_block(addr, &[SLOT_LIVE]).map(|(_, s)| meta_of(s))
 }
 
 /// Live guarded blocks (for the exit scan). Call with every shard lock held.

@@ -97,8 +97,10 @@ struct Request {
 
 const _: () = assert!(inline::TAIL <= PAD);
 
-/// A new malloc-family block made by realloc (`f`: realloc or reallocarray).
-fn realloc_request(size: usize, align: usize, f: u8, caller: Caller) -> Request {
+/// A malloc-family block, not zeroed, asked for through entry point `f` (malloc, realloc,
+/// the aligned allocators).
+#[inline]
+fn malloc_request(size: usize, align: usize, f: u8, caller: Caller) -> Request {
     Request {
         size,
         align,
@@ -427,10 +429,7 @@ pub fn emit_canary(addr: u64, meta: &BlockMeta, stack: u32, offset: i64, len: u3
 /// The canaries of a live block, checked (at free and at exit).
 pub fn check_block(addr: u64, meta: &BlockMeta) -> Option<(i64, u32)> {
     match meta.place {
-        // Live at exit; being released (its release recorded) at free.
-        table::PLACE_GUARDED => guard::live_slot_of(addr as usize)
-            .or_else(|| guard::releasing_slot_of(addr as usize))
-            .and_then(guard::check_canaries),
+        table::PLACE_GUARDED => guard::held_slot_of(addr as usize).and_then(guard::check_canaries),
         table::PLACE_PACKED => packed_canaries(addr as *mut c_void, meta.size as usize),
         // The header of a block being released was checked by the release (its bit is
         // clear now, and `damage` says None); at exit it is checked here.
@@ -519,14 +518,12 @@ macro_rules! trampoline {
 
 trampoline!(malloc => malloc_at, 1);
 extern "C" fn malloc_at(size: usize, sp: u64, fp: u64) -> *mut c_void {
-    allocate(Request {
+    allocate(malloc_request(
         size,
-        align: 0,
-        func: func::MALLOC,
-        family: family::MALLOC,
-        zeroed: false,
-        caller: Caller { entry_sp: sp, fp },
-    })
+        0,
+        func::MALLOC,
+        Caller { entry_sp: sp, fp },
+    ))
 }
 
 trampoline!(calloc => calloc_at, 2);
@@ -591,7 +588,7 @@ fn unrecorded_realloc(p: *mut c_void, size: usize) -> *mut c_void {
 
 fn realloc_impl(p: *mut c_void, size: usize, f: u8, caller: Caller) -> *mut c_void {
     if p.is_null() {
-        return allocate(realloc_request(size, 0, f, caller));
+        return allocate(malloc_request(size, 0, f, caller));
     }
     if process::finished() {
         return unrecorded_realloc(p, size);
@@ -630,7 +627,7 @@ fn realloc_impl(p: *mut c_void, size: usize, f: u8, caller: Caller) -> *mut c_vo
         } else {
             0
         };
-        let req = realloc_request(size, align, f, caller);
+        let req = malloc_request(size, align, f, caller);
         let (q, place) = place_block(req, stack);
         if q.is_null() {
             sys::set_errno(libc::ENOMEM);
@@ -660,7 +657,7 @@ fn realloc_impl(p: *mut c_void, size: usize, f: u8, caller: Caller) -> *mut c_vo
         // stays where it is, and its bytes go to a new block, as far as glibc's header
         // still vouches for them.
         drop(busy);
-        let q = allocate(realloc_request(size, 0, f, caller));
+        let q = allocate(malloc_request(size, 0, f, caller));
         if !q.is_null() {
             let n = (inline::chunk_bound(p as u64) as usize).min(size);
             // SAFETY: a fresh block of `size` bytes, and `n` bytes of the old chunk.
@@ -797,14 +794,7 @@ fn valid_alignment(align: usize) -> bool {
 }
 
 fn aligned(size: usize, align: usize, f: u8, caller: Caller) -> *mut c_void {
-    allocate(Request {
-        size,
-        align,
-        func: f,
-        family: family::MALLOC,
-        zeroed: false,
-        caller,
-    })
+    allocate(malloc_request(size, align, f, caller))
 }
 
 trampoline!(posix_memalign => posix_memalign_at, 3);

@@ -3,9 +3,9 @@
 
 Not part of the test suite. Builds the workloads in bench/workloads/ with `gcc -O2 -g`,
 builds fencepost (`cargo build --release`), then runs every workload natively, under
-`fencepost run --mode=guard`, `fencepost run --mode=fast`, valgrind memcheck, heaptrack and
-LeakSanitizer preloaded on the unmodified binary, alternating the tools within each
-repetition, and prints the median wall time, the ratio to native, the ratio of each fencepost
+`fencepost run --mode=guard`, `--mode=fast` and `--mode=sampled` (its defaults), valgrind
+memcheck, heaptrack and LeakSanitizer preloaded on the unmodified binary, alternating the
+tools within each repetition, and prints the median wall time, the ratio to native, the ratio of each fencepost
 mode to each peer, and the peak RSS. See docs/performance.md for what the columns mean.
 
     python3 bench/run.py                       # the full run (5 repetitions)
@@ -212,15 +212,16 @@ class Tool:
 NATIVE = "native"
 GUARD = "fencepost guard"
 FAST = "fencepost fast"
+SAMPLED = "fencepost sampled"
 MEMCHECK = "memcheck"
 HEAPTRACK = "heaptrack"
 LSAN = "LSan"
-TOOL_NAMES = [NATIVE, GUARD, FAST, MEMCHECK, HEAPTRACK, LSAN]
+TOOL_NAMES = [NATIVE, GUARD, FAST, SAMPLED, MEMCHECK, HEAPTRACK, LSAN]
 TOOL_KEYS = {
-    "native": NATIVE, "guard": GUARD, "fast": FAST,
+    "native": NATIVE, "guard": GUARD, "fast": FAST, "sampled": SAMPLED,
     "memcheck": MEMCHECK, "heaptrack": HEAPTRACK, "lsan": LSAN,
 }
-FENCEPOST_MODES = [GUARD, FAST]
+FENCEPOST_MODES = [GUARD, FAST, SAMPLED]
 PEERS = [MEMCHECK, HEAPTRACK, LSAN]
 
 
@@ -244,7 +245,7 @@ def find_liblsan() -> str | None:
 
 def make_tools(fencepost: Path | None) -> list[Tool]:
     tools = [Tool(NATIVE, [], {})]
-    for name, mode in [(GUARD, "guard"), (FAST, "fast")]:
+    for name, mode in [(GUARD, "guard"), (FAST, "fast"), (SAMPLED, "sampled")]:
         if fencepost is None:
             tools.append(Tool(name, [], {}, missing="fencepost was not built"))
         else:

@@ -6,6 +6,9 @@
 //! Not compared: sigkill_wait. It is killed with SIGKILL, which gives memcheck no leak
 //! check at all (and the moment of the kill differs between the tools), so there is
 //! nothing to agree on; exit_status.rs checks fencepost's `unreleased` records alone.
+//!
+//! Each program runs in guard mode and in sampled mode (`--mode=sampled`), against one
+//! memcheck run.
 
 mod support;
 
@@ -24,14 +27,18 @@ fn agree(name: &str, program: &str, args: &[&str], files: &[&str], has_findings:
         "memcheck findings on {program}: {:#?}",
         memcheck.errors
     );
-    let run = run_fencepost(name, &[], &prog, args);
-    // Both ran the program to the same end (a program cut short proves nothing).
-    assert_eq!(
-        memcheck.status.code().map(i64::from),
-        run.report.exit().ok(),
-        "exit status under memcheck and fencepost"
-    );
-    assert_agrees_with_memcheck(&run.report, &memcheck, files);
+    // Guard mode, and sampled mode, whose blocks are mostly fast mode's: the exit scan
+    // must find the same losses among both kinds of block.
+    for (mode, options) in [("guard", &[][..]), ("sampled", &["--mode=sampled"][..])] {
+        let run = run_fencepost(&format!("{name}_{mode}"), options, &prog, args);
+        // Both ran the program to the same end (a program cut short proves nothing).
+        assert_eq!(
+            memcheck.status.code().map(i64::from),
+            run.report.exit().ok(),
+            "exit status under memcheck and fencepost ({mode} mode)"
+        );
+        assert_agrees_with_memcheck(&run.report, &memcheck, files);
+    }
 }
 
 #[test]

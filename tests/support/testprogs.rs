@@ -57,6 +57,7 @@ fn recipes() -> Vec<Recipe> {
         c("threads_realloc"),
         c("threads_one_cpu"),
         c("many_live"),
+        c("sampled_sites"),
         c("arena_boundary"),
         c("beside_shim"),
         c("tls_destructors"),

@@ -15,8 +15,8 @@ use std::collections::HashMap;
 use crate::decode::{self, DecodeError, Event, LeakEntry};
 use crate::report::{
     Access, BlockInfo, ErrorKind, ErrorReport, ExitStatus, FoundAt, Frame, GuardStats, LeakKind,
-    LeakTotals, LossRecord, ProcessEnd, ProcessReport, ProcessStartKind, Report, Stack, Summary,
-    Warning, SCHEMA,
+    LeakTotals, LossRecord, ProcessEnd, ProcessReport, ProcessStartKind, Report, Sample, Stack,
+    Summary, Warning, SCHEMA,
 };
 use crate::symbolize::{ModuleRef, SymbolizedFrame, Symbolizer};
 use crate::timeline::TimelineBuilder;
@@ -566,6 +566,10 @@ impl Analyzer {
                     unguarded: h.unguarded,
                     quarantine_bytes_max: h.quarantine_bytes_max,
                     guard_budget_bytes: h.guard_budget_bytes,
+                    sample: (h.sample_rate != 0).then_some(Sample {
+                        first: h.sample_first,
+                        rate: h.sample_rate,
+                    }),
                 };
                 self.images[img]
                     .guard

@@ -314,6 +314,10 @@ impl<'a> Payload<'a> {
         }
         Ok(regs)
     }
+    /// Payload bytes not read yet.
+    fn rest_len(&self) -> usize {
+        self.bytes.len().saturating_sub(self.pos)
+    }
     fn rest(&mut self) -> &'a [u8] {
         let s = &self.bytes[self.pos.min(self.bytes.len())..];
         self.pos = self.bytes.len();
@@ -786,12 +790,24 @@ fn decode_other(record_kind: u16, p: &mut Payload) -> Result<Event, DecodeError>
         kind::HEAP_STATS => {
             let pid = p.u32()?;
             let _reserved = p.u32()?;
+            let guarded = p.u64()?;
+            let unguarded = p.u64()?;
+            let quarantine_bytes_max = p.u64()?;
+            let guard_budget_bytes = p.u64()?;
+            // Sampled mode's settings, in records since it came.
+            let (sample_first, sample_rate) = if p.rest_len() > 0 {
+                (p.u32()?, p.u32()?)
+            } else {
+                (0, 0)
+            };
             Event::HeapStats(HeapStatsRecord {
                 pid,
-                guarded: p.u64()?,
-                unguarded: p.u64()?,
-                quarantine_bytes_max: p.u64()?,
-                guard_budget_bytes: p.u64()?,
+                guarded,
+                unguarded,
+                quarantine_bytes_max,
+                guard_budget_bytes,
+                sample_first,
+                sample_rate,
             })
         }
         other => {
@@ -1284,6 +1300,8 @@ mod tests {
                 unguarded: 3,
                 quarantine_bytes_max: 1 << 28,
                 guard_budget_bytes: 1 << 33,
+                sample_first: 4,
+                sample_rate: 1000,
             }),
         ]
     }
@@ -1350,6 +1368,20 @@ mod tests {
             err.to_string(),
             format!("truncated record at offset {second}")
         );
+    }
+
+    #[test]
+    fn heap_stats_from_before_sampled_mode_decode_as_every_block_guarded() {
+        // 40 payload bytes: the record ended after guard_budget_bytes.
+        let mut payload = vec![0u8; 40];
+        payload[0..4].copy_from_slice(&10u32.to_le_bytes());
+        payload[8..16].copy_from_slice(&7u64.to_le_bytes());
+        let rec = encode_record(kind::HEAP_STATS, &payload);
+        let Ok((Event::HeapStats(h), _)) = decode_record(&rec, 0) else {
+            panic!("a 40-byte HeapStats record decodes");
+        };
+        assert_eq!((h.pid, h.guarded), (10, 7));
+        assert_eq!((h.sample_first, h.sample_rate), (0, 0));
     }
 
     #[test]

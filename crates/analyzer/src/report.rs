@@ -110,15 +110,55 @@ pub struct GuardStats {
     pub quarantine_bytes_max: u64,
     /// The guarded-bytes budget (`--guard-budget-mb`).
     pub guard_budget_bytes: u64,
+    /// Sampled mode's settings; omitted when every block was meant to be guarded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample: Option<Sample>,
+}
+
+/// Which blocks sampled mode guards (`--mode=sampled`): the others are fast mode's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sample {
+    /// Blocks guarded at each call site (the allocation's first three frames) first.
+    pub first: u32,
+    /// Then one block in this many, on average.
+    pub rate: u32,
 }
 
 impl GuardStats {
+    /// What sampled mode left unguarded, said in a sentence for the summaries, given the
+    /// allocations made; None outside sampled mode.
+    pub fn sample_note(&self, allocations: u64) -> Option<String> {
+        let s = self.sample?;
+        let first = if s.first == 0 {
+            String::new()
+        } else {
+            format!(
+                "each call site's first {}, then ",
+                crate::text::thousands(u64::from(s.first))
+            )
+        };
+        Some(format!(
+            "sampled mode: {} of {} {} guarded ({first}about 1 in {}); writes past the \
+             others are found when they are freed, reads past them and their use after free \
+             are not found",
+            crate::text::thousands(self.guarded),
+            crate::text::thousands(allocations),
+            if allocations == 1 {
+                "block was"
+            } else {
+                "blocks were"
+            },
+            crate::text::thousands(u64::from(s.rate)),
+        ))
+    }
+
     /// Adds another process's figures: counts add up, byte figures keep the largest.
     pub fn merge(&mut self, other: &GuardStats) {
         self.guarded = self.guarded.saturating_add(other.guarded);
         self.unguarded = self.unguarded.saturating_add(other.unguarded);
         self.quarantine_bytes_max = self.quarantine_bytes_max.max(other.quarantine_bytes_max);
         self.guard_budget_bytes = self.guard_budget_bytes.max(other.guard_budget_bytes);
+        self.sample = self.sample.or(other.sample);
     }
 }
 

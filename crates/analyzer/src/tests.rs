@@ -955,6 +955,8 @@ fn garbage_fed_to_the_analyzer_never_panics() {
                 unguarded: 1,
                 quarantine_bytes_max: 0,
                 guard_budget_bytes: 0,
+                sample_first: 0,
+                sample_rate: 0,
             }))
             .exit(10, 0);
         t.bytes()
@@ -1755,6 +1757,8 @@ fn heap_stats_go_into_the_summaries_and_unguarded_blocks_are_announced() {
         unguarded: 3,
         quarantine_bytes_max: 1 << 28,
         guard_budget_bytes: 1 << 33,
+        sample_first: 0,
+        sample_rate: 0,
     }))
     .leaks(10, &[])
     .exit(10, 0);
@@ -1778,11 +1782,49 @@ fn heap_stats_go_into_the_summaries_and_unguarded_blocks_are_announced() {
         unguarded: 0,
         quarantine_bytes_max: 0,
         guard_budget_bytes: 0,
+        sample_first: 0,
+        sample_rate: 0,
     }))
     .exit(10, 0);
     let text = render_text(&t.report(), &TextOptions::default());
     assert!(!text.contains("not guarded"), "{text}");
+    assert!(!text.contains("sampled mode"), "{text}");
     assert!(Trace::main(10).report().summary.guard.is_none());
+}
+
+#[test]
+fn sampled_mode_says_how_many_blocks_it_guarded() {
+    let mut t = Trace::main(10);
+    for i in 0..3u64 {
+        t.alloc(10, 0x1000 + 0x100 * i, 16, 1)
+            .free(10, 0x1000 + 0x100 * i, 2);
+    }
+    t.push(Event::HeapStats(HeapStatsRecord {
+        pid: 10,
+        guarded: 2,
+        unguarded: 0,
+        quarantine_bytes_max: 0,
+        guard_budget_bytes: 1 << 30,
+        sample_first: 4,
+        sample_rate: 1000,
+    }))
+    .leaks(10, &[])
+    .exit(10, 0);
+    let r = t.report();
+    let v: Value = serde_json::from_str(&r.to_json()).unwrap();
+    assert_eq!(
+        v["summary"]["guard"]["sample"],
+        serde_json::json!({"first": 4, "rate": 1000})
+    );
+    let text = render_text(&r, &TextOptions::default());
+    assert!(
+        text.contains(
+            "\nsampled mode: 2 of 3 blocks were guarded (each call site's first 4, then about \
+             1 in 1,000); writes past the others are found when they are freed, reads past \
+             them and their use after free are not found\n"
+        ),
+        "{text}"
+    );
 }
 
 #[test]
@@ -1819,17 +1861,29 @@ fn fault_written_by_the_shim_decodes() {
         decode_record(&short, 0),
         Err(DecodeError::Corrupt { .. })
     ));
-    for (kind, len) in [
-        (wire::kind::FATAL_SIGNAL, wire::FATAL_SIGNAL_LEN),
-        (wire::kind::CANARY, wire::CANARY_LEN),
-        (wire::kind::HEAP_STATS, wire::HEAP_STATS_LEN),
+    // (kind, length written, shortest length read: HeapStats from before sampled mode
+    // ended 8 bytes sooner)
+    for (kind, len, shortest) in [
+        (
+            wire::kind::FATAL_SIGNAL,
+            wire::FATAL_SIGNAL_LEN,
+            wire::FATAL_SIGNAL_LEN,
+        ),
+        (wire::kind::CANARY, wire::CANARY_LEN, wire::CANARY_LEN),
+        (
+            wire::kind::HEAP_STATS,
+            wire::HEAP_STATS_LEN,
+            wire::HEAP_STATS_LEN - 8,
+        ),
     ] {
+        for ok in [len, shortest] {
+            assert!(
+                decode_record(&encode_record(kind, &vec![0; ok]), 0).is_ok(),
+                "{kind}"
+            );
+        }
         assert!(
-            decode_record(&encode_record(kind, &vec![0; len]), 0).is_ok(),
-            "{kind}"
-        );
-        assert!(
-            decode_record(&encode_record(kind, &vec![0; len - 8]), 0).is_err(),
+            decode_record(&encode_record(kind, &vec![0; shortest - 8]), 0).is_err(),
             "{kind}"
         );
     }

@@ -262,8 +262,10 @@ pub const FATAL_SIGNAL_LEN: usize = 48 + INSN_LEN + REGS_LEN;
 /// block header); the block is still live, and the analyzer's own record of it says.
 pub const CANARY_LEN: usize = 56;
 /// HeapStats: pid u32, reserved u32, guarded u64, unguarded u64 (blocks that got canaries
-/// only, past a budget), quarantine_bytes_max u64, guard_budget_bytes u64.
-pub const HEAP_STATS_LEN: usize = 40;
+/// only, past a budget), quarantine_bytes_max u64, guard_budget_bytes u64, sample_first
+/// u32, sample_rate u32 (sampled mode's settings; 0 for every block guarded). Traces from
+/// before sampled mode end the record after guard_budget_bytes.
+pub const HEAP_STATS_LEN: usize = 48;
 
 /// Exec: pid u32, flags u32 (0: about to exec, 1: the exec failed and the image goes on).
 pub const EXEC_LEN: usize = 8;
@@ -400,6 +402,10 @@ pub struct HeapStatsRecord {
     pub unguarded: u64,
     pub quarantine_bytes_max: u64,
     pub guard_budget_bytes: u64,
+    /// Sampled mode: blocks guarded at each call site before the rate applies.
+    pub sample_first: u32,
+    /// Sampled mode: one block in this many guarded after that; 0 outside sampled mode.
+    pub sample_rate: u32,
 }
 
 impl HeapStatsRecord {
@@ -410,6 +416,8 @@ impl HeapStatsRecord {
         w.u64(self.unguarded);
         w.u64(self.quarantine_bytes_max);
         w.u64(self.guard_budget_bytes);
+        w.u32(self.sample_first);
+        w.u32(self.sample_rate);
     }
 }
 

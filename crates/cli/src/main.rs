@@ -66,9 +66,17 @@ struct TraceArgs {
     trace_children: bool,
     /// guard: every block against a guard page (finds bad reads and writes); fast: glibc's
     /// heap, recording only (leaks, bad frees, and writes just past or before a block,
-    /// found when it is freed; for big programs).
-    #[arg(long, value_name = "guard|fast", default_value = "guard", value_parser = ["guard", "fast"])]
+    /// found when it is freed; for big programs); sampled: fast mode, with each call site's
+    /// first blocks and then one in --sample-rate against a guard page.
+    #[arg(long, value_name = "guard|fast|sampled", default_value = "guard", value_parser = ["guard", "fast", "sampled"])]
     mode: String,
+    /// Sampled mode: blocks guarded at each call site (each distinct allocation stack)
+    /// before the rate applies, at most 255.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(0..=255))]
+    sample_first: u32,
+    /// Sampled mode: then one block in N is guarded, on average.
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    sample_rate: u32,
     /// Put the guard page below each block (finds underflows at the instruction) instead of
     /// after it.
     #[arg(long)]
@@ -93,7 +101,7 @@ struct TraceArgs {
     halt_on_error: bool,
     /// Stacks kept per block: alloc, or alloc-and-free (use-after-free and double-free
     /// reports show where the block was freed). Default: alloc-and-free in guard mode,
-    /// alloc in fast mode.
+    /// alloc in fast and sampled modes (sampled mode keeps both for its guarded blocks).
     #[arg(long, value_name = "alloc|alloc-and-free", value_parser = ["alloc", "alloc-and-free"])]
     keep_stacktraces: Option<String>,
     /// How guard pages are made: madvise (MADV_GUARD_INSTALL, Linux 6.13+, no extra
@@ -357,9 +365,15 @@ fn shim_options(t: &TraceArgs, r: &ReportArgs) -> String {
     }
     let free_stacks = match t.keep_stacktraces.as_deref() {
         Some(k) => k == "alloc-and-free",
-        None => t.mode != "fast",
+        None => t.mode == "guard",
     };
     o.push_str(&format!(",free_stacks={}", free_stacks as u8));
+    if t.mode == "sampled" {
+        o.push_str(&format!(
+            ",sample_first={},sample_rate={}",
+            t.sample_first, t.sample_rate
+        ));
+    }
     if let Some(b) = t.guard_budget_mb {
         o.push_str(&format!(",guard_budget_mb={b}"));
     }

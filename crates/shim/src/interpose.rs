@@ -14,7 +14,7 @@ use crate::sys::{
 use crate::table::{self, BlockMeta};
 use crate::unwind::Caller;
 use crate::wire::{self, family, func, kind};
-use crate::{process, ring, stacks};
+use crate::{process, ring, sample, stacks};
 use core::cell::Cell;
 use core::ffi::{c_int, c_void};
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -216,9 +216,11 @@ fn packed_canaries(p: *mut c_void, size: usize) -> Option<(i64, u32)> {
     Some(((size + i) as i64, run as u32))
 }
 
-/// Where a new block goes: the guard heap, or (past its budget) a packed glibc block.
-fn place_block(req: Request, stack: u32) -> (*mut c_void, u8) {
-    if GUARD_MODE.load(Ordering::Relaxed) {
+/// Where a new block goes: when `guarded`, the guard heap, or (past its budget) a packed
+/// glibc block; otherwise fast mode's place, an inline block, or glibc's own for larger
+/// alignments.
+fn place_block(req: Request, stack: u32, guarded: bool) -> (*mut c_void, u8) {
+    if guarded {
         let align = guard::natural_alignment(req.size, req.align);
         if let Some(p) = guard::alloc(req.size, align, req.func, req.family, stack) {
             return (p as *mut c_void, table::PLACE_GUARDED);
@@ -230,8 +232,22 @@ fn place_block(req: Request, stack: u32) -> (*mut c_void, u8) {
             }
             return (p, table::PLACE_PACKED);
         }
+        return (glibc_alloc(req), table::PLACE_GLIBC);
     }
-    (glibc_alloc(req), table::PLACE_GLIBC)
+    if req.align <= 16 {
+        (inline_alloc(req), table::PLACE_INLINE)
+    } else {
+        (glibc_alloc(req), table::PLACE_GLIBC)
+    }
+}
+
+/// The call site of `stack`, just captured on this thread (0: none, no stack).
+fn site_of(stack: u32) -> u64 {
+    if stack == 0 {
+        0
+    } else {
+        stacks::last_site()
+    }
 }
 
 fn allocate(req: Request) -> *mut c_void {
@@ -240,11 +256,7 @@ fn allocate(req: Request) -> *mut c_void {
     };
     if !GUARD_MODE.load(Ordering::Relaxed) {
         // Fast mode: inline blocks, or glibc's own for larger alignments (in the table).
-        let (p, place) = if req.align <= 16 {
-            (inline_alloc(req), table::PLACE_INLINE)
-        } else {
-            (glibc_alloc(req), table::PLACE_GLIBC)
-        };
+        let (p, place) = place_block(req, 0, false);
         if p.is_null() {
             sys::set_errno(libc::ENOMEM);
             return p;
@@ -254,7 +266,7 @@ fn allocate(req: Request) -> *mut c_void {
         return p;
     }
     let stack = stacks::current_at(req.caller);
-    let (p, place) = place_block(req, stack);
+    let (p, place) = place_block(req, stack, sample::guards(site_of(stack)));
     if p.is_null() {
         sys::set_errno(libc::ENOMEM);
         return p;
@@ -304,7 +316,9 @@ fn record_release(p: *mut c_void, f: u8, fam: u8, caller: Caller) -> Option<(Blo
     let addr = p as u64;
     // The stack of a release is kept for use-after-free and double-free reports; without
     // it (fast mode's default) only a release that is itself an error needs one.
-    let keep = FREE_STACKS.load(Ordering::Relaxed);
+    // Sampled mode keeps one for every guarded block, whatever the option says.
+    let keep = FREE_STACKS.load(Ordering::Relaxed)
+        || (sample::active() && guard::slot_at(p as usize).is_some());
     let stack = if keep { stacks::current_at(caller) } else { 0 };
     let mut shard = table::lock(addr);
     let found = match inline::take(addr) {
@@ -603,14 +617,23 @@ fn realloc_impl(p: *mut c_void, size: usize, f: u8, caller: Caller) -> *mut c_vo
         }
         return core::ptr::null_mut();
     }
+    // Where the block goes if it moves: the guard heap in guard mode, glibc's in fast mode;
+    // in sampled mode, as a new block from here would. A block that stays in glibc's heap
+    // is resized there, as in fast mode.
     let fast = !GUARD_MODE.load(Ordering::Relaxed);
-    if fast {
-        if let Some(q) = inline_realloc(p, size, f, caller) {
+    let mut now = None;
+    let guarded = !fast && {
+        let stack = *now.insert(stacks::current_at(caller));
+        sample::guards(site_of(stack))
+    };
+    if !guarded {
+        let stack = *now.get_or_insert_with(|| stacks::current_at(caller));
+        if let Some(q) = inline_realloc(p, size, f, stack) {
             return q;
         }
     }
     let old = lookup(p as u64);
-    let in_place = fast
+    let in_place = !guarded
         && old.is_some_and(|m| m.place == table::PLACE_GLIBC || m.place == table::PLACE_INLINE);
     if !in_place {
         // Every realloc moves the block, as under memcheck: a stale pointer to the old one
@@ -619,7 +642,7 @@ fn realloc_impl(p: *mut c_void, size: usize, f: u8, caller: Caller) -> *mut c_vo
             record_release(p, f, family::MALLOC, caller); // reports the invalid realloc
             return core::ptr::null_mut();
         };
-        let stack = stacks::current_at(caller);
+        let stack = now.unwrap_or_else(|| stacks::current_at(caller));
         // A block that was big enough for glibc's alignment keeps it when it shrinks:
         // programs that relied on it still do (see guard::natural_alignment).
         let align = if old.size as usize >= guard::GLIBC_ALIGN_FROM {
@@ -628,7 +651,7 @@ fn realloc_impl(p: *mut c_void, size: usize, f: u8, caller: Caller) -> *mut c_vo
             0
         };
         let req = malloc_request(size, align, f, caller);
-        let (q, place) = place_block(req, stack);
+        let (q, place) = place_block(req, stack, guarded);
         if q.is_null() {
             sys::set_errno(libc::ENOMEM);
             return q;
@@ -647,7 +670,8 @@ fn realloc_impl(p: *mut c_void, size: usize, f: u8, caller: Caller) -> *mut c_vo
         record_alloc(q, size, f, family::MALLOC, stack, place);
         return q;
     }
-    // Fast mode, any other block: glibc's realloc, recorded as a free and an allocation.
+    // A glibc block that stays there (fast mode, or unguarded in sampled mode), but not an
+    // intact inline block: glibc's realloc, recorded as a free and an allocation.
     // The release is recorded before glibc may hand the old address to another thread.
     let Some((old, _)) = record_release(p, f, family::MALLOC, caller) else {
         return core::ptr::null_mut();
@@ -684,7 +708,7 @@ fn realloc_impl(p: *mut c_void, size: usize, f: u8, caller: Caller) -> *mut c_vo
     };
     drop(busy);
     let _busy = enter();
-    let stack = stacks::current_at(caller);
+    let stack = now.unwrap_or_else(|| stacks::current_at(caller));
     if q.is_null() {
         // The old block is still live: put it back.
         record_alloc(
@@ -706,12 +730,11 @@ fn realloc_impl(p: *mut c_void, size: usize, f: u8, caller: Caller) -> *mut c_vo
 /// shard stays locked across glibc's realloc: a thread that glibc hands the old address
 /// to next records its allocation after this record. None, having changed nothing, for
 /// any other block (the caller takes the general path, which reports what is wrong).
-fn inline_realloc(p: *mut c_void, size: usize, f: u8, caller: Caller) -> Option<*mut c_void> {
+fn inline_realloc(p: *mut c_void, size: usize, f: u8, stack: u32) -> Option<*mut c_void> {
     let addr = p as u64;
     if !inline::is_live(addr) {
         return None;
     }
-    let stack = stacks::current_at(caller);
     let shard = table::lock(addr);
     let old = inline::get_intact(addr)
         .filter(|m| m.family == family::MALLOC && inline::tail_damage(addr, m.size).is_none())?;

@@ -247,6 +247,8 @@ fn emit_heap_stats() {
         unguarded: guard::UNGUARDED_BLOCKS.load(Ordering::Relaxed),
         quarantine_bytes_max: guard::quarantine_max_seen(),
         guard_budget_bytes: guard::GUARD_BUDGET.load(Ordering::Relaxed),
+        sample_first: crate::sample::FIRST.load(Ordering::Relaxed),
+        sample_rate: crate::sample::RATE.load(Ordering::Relaxed),
     };
     let mut p = [0u8; wire::HEAP_STATS_LEN];
     record.write(&mut wire::PayloadWriter::new(&mut p));

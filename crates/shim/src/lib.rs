@@ -23,6 +23,7 @@ mod leaks;
 mod modules;
 mod process;
 mod ring;
+mod sample;
 mod stacks;
 mod sys;
 mod table;

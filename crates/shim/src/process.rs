@@ -101,6 +101,16 @@ fn read_options() {
             }
             b"trace_children" => TRACE_CHILDREN.store(v == b"1", Ordering::Relaxed),
             b"mode" => crate::interpose::GUARD_MODE.store(v != b"fast", Ordering::Relaxed),
+            b"sample_rate" => {
+                if let Some(n) = sys::parse_u64(v) {
+                    crate::sample::RATE.store(n.min(u32::MAX as u64) as u32, Ordering::Relaxed);
+                }
+            }
+            b"sample_first" => {
+                if let Some(n) = sys::parse_u64(v) {
+                    crate::sample::FIRST.store(n.min(255) as u32, Ordering::Relaxed);
+                }
+            }
             b"free_stacks" => crate::interpose::FREE_STACKS.store(v == b"1", Ordering::Relaxed),
             b"guards" => guard::FORCE_MPROTECT.store(v == b"mprotect", Ordering::Relaxed),
             b"protect_below" => guard::PROTECT_BELOW.store(v == b"1", Ordering::Relaxed),

@@ -118,6 +118,10 @@ pub fn intern(pcs: &[u64]) -> u32 {
         return 0;
     }
     let h = hash(pcs);
+    if crate::sample::active() {
+        let site = hash(&pcs[..pcs.len().min(SITE_FRAMES)]);
+        SITE.with(|s| s.set(site));
+    }
     let hash_of = hash_of_table();
     let succ_of = succ_of_table();
     // One lookup of the thread-local for both reading and updating it.
@@ -160,6 +164,18 @@ fn guess(h: u64, last: u32, hash_of: *const AtomicU64, succ_of: *const AtomicU32
 thread_local! {
     /// The id of the last stack this thread interned (a hint: checked against `HASH_OF`).
     static LAST: Cell<u32> = const { Cell::new(0) };
+    /// The call site of the last stack this thread interned, in sampled mode.
+    static SITE: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Frames that make an allocation's call site for sampled mode (`sample`): the call and
+/// its two callers.
+const SITE_FRAMES: usize = 3;
+
+/// The call site (a hash of its first frames) of the stack this thread interned last, in
+/// sampled mode; 0 when none was, or in another mode. Read right after `current_at`.
+pub fn last_site() -> u64 {
+    SITE.with(|s| s.get())
 }
 
 /// Hash of each stack id (0: none), for `intern`'s guesses; SLOTS entries, lazily touched.

@@ -134,6 +134,60 @@ fn delete_of_new_array_is_a_mismatched_free() {
     assert_books_balance(&run.report);
 }
 
+#[test]
+fn freelist_vol_holds_freed_blocks_back_as_memchecks_does() {
+    // Fast and sampled modes keep 20,000,000 bytes of freed blocks from reuse, as memcheck
+    // does: a double free after 1 MB of other frees is still one, and a new block does not
+    // take the freed block's address, where a dangling pointer would make it reachable.
+    let prog = prog("freelist_vol");
+    let files = ["freelist_vol.c"];
+    let at = |m| {
+        Some((
+            "freelist_vol.c".to_owned(),
+            marker_line("c/freelist_vol.c", m),
+        ))
+    };
+    let memcheck = support::valgrind::run_valgrind("freelist_vol_vg", &prog, &[]);
+    for mode in ["--mode=fast", "--mode=sampled"] {
+        let run = run_fencepost("freelist_vol", &[mode], &prog, &[]);
+        assert_eq!(
+            (run.code(), run.stdout.as_str()),
+            (0, "done\n"),
+            "{}",
+            run.stderr
+        );
+        let error = the_one_error(&run.report);
+        assert_eq!(error.kind, "double-free", "{mode}");
+        assert_eq!(user_line(&error.stack, &files), at("second_free"));
+        assert_eq!(user_line(&error.alloc_stack, &files), at("first_alloc"));
+        let lost = leaks_of_kind(&run.report, "definite");
+        assert_eq!(lost.len(), 1, "{mode}\n{}", run.report.pretty());
+        assert_eq!((lost[0].bytes, lost[0].blocks), (200, 1));
+        assert_eq!(lost[0].user_line(&files), at("lost"));
+        support::valgrind::assert_losses_and_free_errors_agree(&run.report, &memcheck, &files);
+        assert_books_balance(&run.report);
+    }
+
+    // With 64 KiB, the freed block's address goes back to glibc and to the new block: the
+    // dangling pointer holds it, and frees it. Nothing is found, which is the price of a
+    // small volume.
+    let run = run_fencepost(
+        "freelist_vol_small",
+        &["--mode=fast", "--freelist-vol=65536"],
+        &prog,
+        &[],
+    );
+    assert_eq!(
+        (run.code(), run.stdout.as_str()),
+        (0, "done\n"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.report.errors().is_empty(), "{}", run.report.pretty());
+    assert_no_loss_records(&run.report);
+    assert_books_balance(&run.report);
+}
+
 /// These programs free what they allocate: no definite, indirect or possible leak.
 fn assert_no_loss_records(report: &Report) {
     let lost: Vec<_> = report

@@ -58,6 +58,7 @@ fn recipes() -> Vec<Recipe> {
         c("threads_one_cpu"),
         c("many_live"),
         c("sampled_sites"),
+        c("freelist_vol"),
         c("arena_boundary"),
         c("beside_shim"),
         c("tls_destructors"),

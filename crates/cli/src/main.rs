@@ -88,9 +88,16 @@ struct TraceArgs {
     /// past it, blocks get canaries only.
     #[arg(long, value_name = "MB", value_parser = clap::value_parser!(u64).range(1..))]
     guard_budget_mb: Option<u64>,
-    /// Bytes of freed blocks kept inaccessible before their memory is reused, in MiB.
+    /// Guard mode: bytes of freed blocks kept inaccessible before their memory is reused, in
+    /// MiB.
     #[arg(long, value_name = "MB", default_value_t = 256)]
     quarantine_mb: u64,
+    /// Fast and sampled modes: bytes of freed blocks kept from reuse before glibc gets them
+    /// back (memcheck's --freelist-vol and default). Less runs allocation-heavy threads
+    /// faster, but a dangling pointer to a reused block can then hide a leak, and a double
+    /// free of it pass as a good free, that memcheck reports.
+    #[arg(long, value_name = "BYTES", default_value_t = 20_000_000)]
+    freelist_vol: u64,
     /// Run the program's threads on one CPU: auto (in guard mode, while a process frees so
     /// fast that its threads' CPUs keep interrupting each other to drop freed pages), yes
     /// (from the start, as memcheck runs threads one at a time) or no.
@@ -354,8 +361,8 @@ fn find_shim() -> Result<PathBuf, String> {
 /// The options the shim reads from `FENCEPOST_OPTIONS`.
 fn shim_options(t: &TraceArgs, r: &ReportArgs) -> String {
     let mut o = format!(
-        "num_callers={},trace_children={},mode={},protect_below={},halt_on_error={},quarantine_mb={}",
-        r.num_callers, t.trace_children as u8, t.mode, t.protect_below as u8, t.halt_on_error as u8, t.quarantine_mb
+        "num_callers={},trace_children={},mode={},protect_below={},halt_on_error={},quarantine_mb={},freelist_vol={}",
+        r.num_callers, t.trace_children as u8, t.mode, t.protect_below as u8, t.halt_on_error as u8, t.quarantine_mb, t.freelist_vol
     );
     if let Some(a) = t.alignment {
         o.push_str(&format!(",alignment={a}"));

@@ -1023,8 +1023,10 @@ operator_delete! {
 }
 
 /// Fast mode's quarantine: freed glibc blocks wait here before glibc may reuse them, as
-/// memcheck's freed blocks do (`--freelist-vol`, 20 MB). Without it a new block often lands
-/// where a dangling pointer still points, and a leak looks reachable.
+/// memcheck's freed blocks do (`--freelist-vol`, 20,000,000 bytes by default, as memcheck's).
+/// Without it a new block often lands where a dangling pointer still points, and a leak
+/// looks reachable; a double free of a block whose address was handed out again looks like
+/// a good free.
 ///
 /// One FIFO per thread, so that a block leaves the quarantine on the thread that freed it:
 /// with one shared FIFO, a thread's frees handed other threads' blocks back to their glibc
@@ -1041,7 +1043,8 @@ pub mod fast_quarantine {
     use core::ffi::c_void;
     use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-    const MAX_BYTES: u64 = 20 << 20;
+    /// The volume (`--freelist-vol`).
+    pub static MAX_BYTES: AtomicU64 = AtomicU64::new(20_000_000);
     /// Blocks one thread's FIFO holds at most.
     const MAX_BLOCKS: usize = 1 << 15;
     /// Blocks given back per free at most (the rest wait for the next free).
@@ -1192,7 +1195,7 @@ pub mod fast_quarantine {
             .saturating_sub(q.accounted)
             + q.bytes
             + size;
-        let mut over = total.saturating_sub(MAX_BYTES);
+        let mut over = total.saturating_sub(MAX_BYTES.load(Ordering::Relaxed));
         let mut release = [0usize; BATCH];
         let mut n = 0;
         if over > 0 && ORPHAN_COUNT.load(Ordering::Relaxed) > 0 {

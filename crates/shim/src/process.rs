@@ -101,6 +101,11 @@ fn read_options() {
             }
             b"trace_children" => TRACE_CHILDREN.store(v == b"1", Ordering::Relaxed),
             b"mode" => crate::interpose::GUARD_MODE.store(v != b"fast", Ordering::Relaxed),
+            b"freelist_vol" => {
+                if let Some(n) = sys::parse_u64(v) {
+                    crate::interpose::fast_quarantine::MAX_BYTES.store(n, Ordering::Relaxed);
+                }
+            }
             b"sample_rate" => {
                 if let Some(n) = sys::parse_u64(v) {
                     crate::sample::RATE.store(n.min(u32::MAX as u64) as u32, Ordering::Relaxed);

@@ -37,9 +37,22 @@ fn sized(op: AccessOp, size: Option<u64>) -> String {
     }
 }
 
-/// "a 13-byte block".
+/// "a 13-byte block", "an 11-byte block".
 fn a_block(size: u64) -> String {
-    format!("a {}-byte block", thousands(size))
+    format!("{} {}-byte block", article(size), thousands(size))
+}
+
+/// The article before `n` read aloud: "an" for eight, eleven, eighteen, eighty-..., eight
+/// hundred..., and the same in thousands and millions (the group before the first comma).
+fn article(n: u64) -> &'static str {
+    let mut lead = n;
+    while lead >= 1000 {
+        lead /= 1000;
+    }
+    match lead {
+        8 | 11 | 18 | 80..=89 | 800..=899 => "an",
+        _ => "a",
+    }
 }
 
 fn bytes(n: u64) -> String {
@@ -499,5 +512,30 @@ impl Analyzer {
             },
             || pending,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::a_block;
+
+    #[test]
+    fn the_article_follows_how_the_size_is_read() {
+        for (size, phrase) in [
+            (13, "a 13-byte block"),
+            (8, "an 8-byte block"),
+            (11, "an 11-byte block"),
+            (18, "an 18-byte block"),
+            (83, "an 83-byte block"),
+            (110, "a 110-byte block"),
+            (800, "an 800-byte block"),
+            (1_100, "a 1,100-byte block"),
+            (8_192, "an 8,192-byte block"),
+            (11_000, "an 11,000-byte block"),
+            (180_000, "a 180,000-byte block"),
+            (18_000_000, "an 18,000,000-byte block"),
+        ] {
+            assert_eq!(a_block(size), phrase);
+        }
     }
 }

@@ -94,6 +94,18 @@ fn fork_with_threads_alive_reports_each_leak_under_its_own_pid() {
     assert_eq!(found, want, "{}", run.report.pretty());
     assert!(run.report.errors().is_empty(), "{}", run.report.pretty());
     assert_books_balance(&run.report);
+    // Each process counts the blocks it guarded itself: every block it allocated, in guard
+    // mode; the child's count does not start from its parent's.
+    for p in &procs {
+        let own = p["allocations"].as_u64().unwrap() - p["inherited"].as_u64().unwrap();
+        assert_eq!(
+            p["guard"]["guarded"].as_u64(),
+            Some(own),
+            "pid {}: guarded blocks against its own allocations\n{}",
+            pid_of(p),
+            run.report.pretty()
+        );
+    }
 }
 
 #[test]

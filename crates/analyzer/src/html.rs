@@ -353,7 +353,8 @@ impl Page<'_> {
             }
             self.out.push_str("</table>\n");
         }
-        if let Some(note) = s.guard.and_then(|g| g.sample_note(s.allocations)) {
+        let own = s.allocations.saturating_sub(s.inherited);
+        if let Some(note) = s.guard.and_then(|g| g.sample_note(own)) {
             let _ = writeln!(self.out, "<p class=\"note\">{}.</p>", esc(&note));
         }
         if let Some(g) = s.guard.filter(|g| g.unguarded > 0) {

@@ -126,7 +126,8 @@ pub struct Sample {
 
 impl GuardStats {
     /// What sampled mode left unguarded, said in a sentence for the summaries, given the
-    /// allocations made; None outside sampled mode.
+    /// allocations made (a forked child's own, not those it inherited: the shim counts
+    /// guarded blocks the same way); None outside sampled mode.
     pub fn sample_note(&self, allocations: u64) -> Option<String> {
         let s = self.sample?;
         let first = if s.first == 0 {

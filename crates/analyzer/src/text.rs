@@ -427,10 +427,8 @@ fn render_process_leaks(
         plural(in_use.blocks, "block", "blocks"),
         heap_usage(process)
     );
-    if let Some(note) = process
-        .guard
-        .and_then(|g| g.sample_note(process.allocations))
-    {
+    let own = process.allocations.saturating_sub(process.inherited);
+    if let Some(note) = process.guard.and_then(|g| g.sample_note(own)) {
         let _ = writeln!(out, "{note}");
     }
     if let Some(guard) = process.guard.filter(|g| g.unguarded > 0) {

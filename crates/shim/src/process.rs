@@ -511,6 +511,9 @@ extern "C" fn fork_child() {
     arena::force_unlock();
     crate::interpose::fast_quarantine::after_fork_in_child();
     guard::force_unlock();
+    // The child's statistics count its own blocks, not those it inherited.
+    guard::GUARDED_BLOCKS.store(0, Ordering::Relaxed);
+    guard::UNGUARDED_BLOCKS.store(0, Ordering::Relaxed);
     table::reset_locks_after_fork();
     modules::force_unlock();
     announce(start_flags::FORKED, LAST_TOKEN.load(Ordering::Relaxed));

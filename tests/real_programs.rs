@@ -1,9 +1,9 @@
 //! Real programs from Debian's packages run unchanged under fencepost (issue 6, part 1).
 //!
-//! Each program runs natively, under `fencepost run --mode=guard`, under `--mode=fast`, and
-//! under valgrind memcheck, every run in a fresh copy of the same working directory. What
-//! must hold:
-//! - stdout and the exit code are the native run's, in both modes;
+//! Each program runs natively, under `fencepost run --mode=guard`, `--mode=fast` and
+//! `--mode=sampled`, and under valgrind memcheck, every run in a fresh copy of the same
+//! working directory. What must hold:
+//! - stdout and the exit code are the native run's, in every mode;
 //! - fencepost reports no error (`errors` is empty) and no warning;
 //! - its definite and possible loss records are memcheck's: the same multiset of
 //!   (kind, bytes, blocks, innermost frame outside the allocator: function and module),
@@ -219,7 +219,7 @@ fn fresh_dir(w: &Workload, variant: &str) -> PathBuf {
     dir
 }
 
-/// Runs the workload natively, under fencepost in both modes and under memcheck; asserts
+/// Runs the workload natively, under fencepost in each mode and under memcheck; asserts
 /// the module doc's contract.
 fn check(w: Workload) {
     let native_dir = fresh_dir(&w, "native");
@@ -262,7 +262,7 @@ fn check(w: Workload) {
     }
 
     let mut failures = String::new();
-    for mode in ["guard", "fast"] {
+    for mode in ["guard", "fast", "sampled"] {
         let dir = fresh_dir(&w, mode);
         let mut fp_keys = Vec::new();
         // Every definite or possible record, with its step, process and whole stack: what

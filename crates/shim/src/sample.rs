@@ -35,13 +35,14 @@ pub static RATE: AtomicU32 = AtomicU32::new(0);
 /// Blocks guarded at each call site before the rate applies (at most 255).
 pub static FIRST: AtomicU32 = AtomicU32::new(0);
 
-/// Entries of the site table, and entries to a set (one cache line holds a set).
+/// Entries of the site table, and entries to a set (32 bytes: a set never straddles a cache
+/// line).
 const SITES: usize = 1 << 16;
 const WAYS: usize = 4;
 static SEEN: AtomicPtr<AtomicU64> = AtomicPtr::new(core::ptr::null_mut());
 
 thread_local! {
-    /// Allocations left before this thread's next sampled one (0: draw a new countdown).
+    /// Allocations left before this thread's next sampled one (0: none drawn yet).
     static COUNTDOWN: Cell<u32> = const { Cell::new(0) };
     /// The thread's generator state (xorshift64), started from a fixed seed.
     static STATE: Cell<u64> = const { Cell::new(0x9E37_79B9_7F4A_7C15) };
@@ -97,7 +98,8 @@ fn first_at_site(site: u64) -> bool {
     true
 }
 
-/// True once every `rate` allocations of this thread on average (uniform in 1..2*rate).
+/// True once every `rate` allocations of this thread on average (each gap uniform in
+/// 1..=2*rate-1).
 #[inline]
 fn countdown(rate: u32) -> bool {
     COUNTDOWN.with(|c| {

@@ -107,8 +107,25 @@ fn a_site_reached_once_has_its_errors_found_at_the_instruction() {
     );
 
     // The same blocks on every run of a single-threaded program.
-    let again = run_fencepost("sampled_once_again", &["--mode=sampled"], &prog, &[]);
+    // The HTML report says it too.
+    let html = scratch_dir("sampled_once_html").join("report.html");
+    let html_arg = html.to_str().unwrap();
+    let again = run_fencepost(
+        "sampled_once_again",
+        &["--mode=sampled", "--html", html_arg],
+        &prog,
+        &[],
+    );
     assert_eq!(guarded(&again.report).0, n, "{}", again.stderr);
+    let page = std::fs::read_to_string(&html).expect("the HTML report");
+    assert!(
+        page.contains(&format!(
+            "<p class=\"note\">sampled mode: {n} of {} blocks were guarded",
+            thousands(allocations)
+        )),
+        "no sampled-mode note in {}",
+        html.display()
+    );
 
     // memcheck's second opinion: the same two bad accesses, field by field, and the same
     // loss.

@@ -70,7 +70,7 @@ struct TraceArgs {
     /// first blocks and then one in --sample-rate against a guard page.
     #[arg(long, value_name = "guard|fast|sampled", default_value = "guard", value_parser = ["guard", "fast", "sampled"])]
     mode: String,
-    /// Sampled mode: blocks guarded at each call site (each distinct allocation stack)
+    /// Sampled mode: blocks guarded at each call site (an allocation's first three frames)
     /// before the rate applies, at most 255.
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(0..=255))]
     sample_first: u32,
@@ -92,10 +92,10 @@ struct TraceArgs {
     /// MiB.
     #[arg(long, value_name = "MB", default_value_t = 256)]
     quarantine_mb: u64,
-    /// Fast and sampled modes: bytes of freed blocks kept from reuse before glibc gets them
-    /// back (memcheck's --freelist-vol and default). Less runs allocation-heavy threads
-    /// faster, but a dangling pointer to a reused block can then hide a leak, and a double
-    /// free of it pass as a good free, that memcheck reports.
+    /// Fast and sampled modes: bytes of freed blocks held back from reuse (memcheck's
+    /// --freelist-vol, with its default). Less is faster for allocation-heavy threads, but a
+    /// freed address then comes back sooner, and a dangling pointer to it can hide a leak or
+    /// a double free that memcheck reports.
     #[arg(long, value_name = "BYTES", default_value_t = 20_000_000)]
     freelist_vol: u64,
     /// Run the program's threads on one CPU: auto (in guard mode, while a process frees so

@@ -425,7 +425,16 @@ fn load_dwarf(
         gimli::RunTimeEndian::Big
     };
     let mut load = |object: &object::File<'static>, id: gimli::SectionId| {
-        let data = match object.section_by_name(id.name()) {
+        // Sections that say where variables live or what macros were defined: never read
+        // to name a frame, and big (libc's location lists are 3 MB once decompressed).
+        let unused = matches!(
+            id,
+            gimli::SectionId::DebugLoc
+                | gimli::SectionId::DebugLocLists
+                | gimli::SectionId::DebugMacinfo
+                | gimli::SectionId::DebugMacro
+        );
+        let data = match object.section_by_name(id.name()).filter(|_| !unused) {
             Some(section) if section.kind() != SectionKind::UninitializedData => {
                 match section.uncompressed_data() {
                     Ok(Cow::Borrowed(bytes)) => bytes,

@@ -7,25 +7,13 @@
 
 mod support;
 
+use fencepost_analyzer::text::thousands;
 use support::valgrind::{assert_accesses_agree, run_valgrind};
 use support::*;
 
 const SRC: &str = "c/sampled_sites.c";
 const FILES: &[&str] = &["sampled_sites.c"];
 const STDOUT: &str = "label 11, stale 1, hot 200000, grown 2000\n";
-
-/// 202005 as "202,005", as the text report writes counts.
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
 
 fn at(marker: &str) -> Option<(String, u32)> {
     Some(("sampled_sites.c".to_owned(), marker_line(SRC, marker)))

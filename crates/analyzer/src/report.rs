@@ -8,6 +8,9 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::analysis::plural;
+use crate::text::thousands;
+
 /// The schema name written in every report; bumped on an incompatible change.
 pub const SCHEMA: &str = "fencepost-report/1";
 
@@ -135,21 +138,17 @@ impl GuardStats {
         } else {
             format!(
                 "each call site's first {}, then ",
-                crate::text::thousands(u64::from(s.first))
+                thousands(u64::from(s.first))
             )
         };
         Some(format!(
             "sampled mode: {} of {} {} guarded ({first}about 1 in {}); writes past the \
              others are found when they are freed, reads past them and their use after free \
              are not found",
-            crate::text::thousands(self.guarded),
-            crate::text::thousands(allocations),
-            if allocations == 1 {
-                "block was"
-            } else {
-                "blocks were"
-            },
-            crate::text::thousands(u64::from(s.rate)),
+            thousands(self.guarded),
+            thousands(allocations),
+            plural(allocations, "block was", "blocks were"),
+            thousands(u64::from(s.rate)),
         ))
     }
 

@@ -336,15 +336,7 @@ fn thousands(rate: f64) -> String {
     if n >= 10_000 {
         n = (n + 500) / 1000 * 1000;
     }
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
+    fencepost_analyzer::text::thousands(n)
 }
 
 /// The CPU a program started with `--one-cpu=yes` runs on: the last one fencepost may use

@@ -620,14 +620,9 @@ fn realloc_impl(p: *mut c_void, size: usize, f: u8, caller: Caller) -> *mut c_vo
     // Where the block goes if it moves: the guard heap in guard mode, glibc's in fast mode;
     // in sampled mode, as a new block from here would. A block that stays in glibc's heap
     // is resized there, as in fast mode.
-    let fast = !GUARD_MODE.load(Ordering::Relaxed);
-    let mut now = None;
-    let guarded = !fast && {
-        let stack = *now.insert(stacks::current_at(caller));
-        sample::guards(site_of(stack))
-    };
+    let stack = stacks::current_at(caller);
+    let guarded = GUARD_MODE.load(Ordering::Relaxed) && sample::guards(site_of(stack));
     if !guarded {
-        let stack = *now.get_or_insert_with(|| stacks::current_at(caller));
         if let Some(q) = inline_realloc(p, size, f, stack) {
             return q;
         }
@@ -642,7 +637,6 @@ fn realloc_impl(p: *mut c_void, size: usize, f: u8, caller: Caller) -> *mut c_vo
             record_release(p, f, family::MALLOC, caller); // reports the invalid realloc
             return core::ptr::null_mut();
         };
-        let stack = now.unwrap_or_else(|| stacks::current_at(caller));
         // A block that was big enough for glibc's alignment keeps it when it shrinks:
         // programs that relied on it still do (see guard::natural_alignment).
         let align = if old.size as usize >= guard::GLIBC_ALIGN_FROM {
@@ -708,7 +702,6 @@ fn realloc_impl(p: *mut c_void, size: usize, f: u8, caller: Caller) -> *mut c_vo
     };
     drop(busy);
     let _busy = enter();
-    let stack = now.unwrap_or_else(|| stacks::current_at(caller));
     if q.is_null() {
         // The old block is still live: put it back.
         record_alloc(

@@ -294,3 +294,61 @@ fn report_subcommand_honours_log_file_and_leak_check() {
     assert!(text.contains("LEAK SUMMARY"), "{text}");
     assert!(!text.contains("loss record"), "{text}");
 }
+
+/// Without `--json` or `--html`, only the loss records that an output shows or counts as
+/// errors have their stacks symbolized (a run that shows none never reads the debug
+/// information only reachable blocks would need). Every output that does read a reachable
+/// block's stack must still see it named: the text with `--show-leak-kinds=all`, a
+/// suppression (which counts what it takes), and the XML. None of these runs writes JSON.
+#[test]
+fn text_only_runs_name_the_reachable_blocks_they_show_or_suppress() {
+    let program = prog("reachable_global");
+    let line = marker_line("c/reachable_global.c", "global");
+    let at_line = format!("reachable_global.c:{line}");
+    let run = |options: &[String]| {
+        let mut args = vec!["run".to_string()];
+        args.extend_from_slice(options);
+        args.push("--".into());
+        args.push(program.display().to_string());
+        let out = fencepost(&args, &[]);
+        assert_eq!(out.code, 3, "the program's status\n{}", out.stderr);
+        out.stderr
+    };
+
+    let default = run(&[]);
+    assert!(
+        default.contains("still reachable: 64 bytes in 1 block"),
+        "{default}"
+    );
+    assert!(!default.contains(&at_line), "not shown\n{default}");
+
+    let all = run(&["--show-leak-kinds=all".into()]);
+    assert!(
+        all.contains("64 bytes in 1 block are still reachable"),
+        "{all}"
+    );
+    assert!(all.contains(&format!("at main ({at_line})")), "{all}");
+
+    let supp = scratch_dir("reachable_suppressed").join("held.supp");
+    std::fs::write(
+        &supp,
+        "{\n   held-by-global\n   Memcheck:Leak\n   match-leak-kinds: reachable\n   fun:malloc\n   fun:main\n}\n",
+    )
+    .unwrap();
+    let suppressed = run(&[format!("--suppressions={}", supp.display())]);
+    assert!(
+        suppressed.contains("suppressed: 64 bytes in 1 block"),
+        "the suppression matched the named frames\n{suppressed}"
+    );
+    assert!(!suppressed.contains("still reachable: 64"), "{suppressed}");
+
+    let xml = scratch_dir("reachable_xml").join("out.xml");
+    run(&[
+        format!("--xml-file={}", xml.display()),
+        "--show-leak-kinds=all".into(),
+    ]);
+    let doc = std::fs::read_to_string(&xml).expect("the XML report");
+    assert!(doc.contains("<kind>Leak_StillReachable</kind>"), "{doc}");
+    assert!(doc.contains("<fn>main</fn>"), "{doc}");
+    assert!(doc.contains(&format!("<line>{line}</line>")), "{doc}");
+}

@@ -60,6 +60,11 @@ pub struct AnalyzerOptions {
     /// Keep the frames below `main` (the C runtime's start-up code). memcheck hides them by
     /// default (`--show-below-main=no`): they are the same in every stack and say nothing.
     pub show_below_main: bool,
+    /// The kinds of loss record whose stacks are symbolized; `None`: every kind. The stacks
+    /// of the others keep their addresses and modules only. A report that shows no reachable
+    /// block then never reads the debug information that only those blocks' stacks would
+    /// need: on a machine with `libc6-dbg`, inflating libc's was most of a short run's time.
+    pub symbolized_leak_kinds: Option<Vec<LeakKind>>,
 }
 
 impl Default for AnalyzerOptions {
@@ -67,6 +72,7 @@ impl Default for AnalyzerOptions {
         AnalyzerOptions {
             num_callers: 24,
             show_below_main: false,
+            symbolized_leak_kinds: None,
         }
     }
 }
@@ -1103,13 +1109,21 @@ impl Analyzer {
                 }
             }
             for (kind, stack, bytes, blocks, func) in groups {
+                let symbolized = match &self.options.symbolized_leak_kinds {
+                    Some(kinds) => kinds.contains(&kind),
+                    None => true,
+                };
                 leaks.push(LossRecord {
                     kind,
                     bytes,
                     blocks,
                     pid: image.pid,
                     allocated_by: func.map(|f| wire::func::name(f).to_string()),
-                    stack: stacks.stack(img, stack),
+                    stack: if symbolized {
+                        stacks.stack(img, stack)
+                    } else {
+                        stacks.unsymbolized(img, stack)
+                    },
                     fingerprint: String::new(),
                 });
             }
@@ -1243,6 +1257,30 @@ impl<'a, S: SymbolSource> StackResolver<'a, S> {
     /// A stack whose frames are all return addresses (allocations, frees, leaks).
     fn stack(&mut self, img: usize, id: u32) -> Stack {
         self.stack_from(img, id, false)
+    }
+
+    /// The stack's return addresses and their modules, not symbolized, `--num-callers` of them.
+    fn unsymbolized(&self, img: usize, id: u32) -> Stack {
+        let Some(pcs) = self.lookup(img, id) else {
+            return Vec::new();
+        };
+        let limit = match self.analyzer.options.num_callers {
+            0 => usize::MAX,
+            n => n,
+        };
+        pcs.iter()
+            .take(limit)
+            .map(|rpc| Frame {
+                address: rpc.pc,
+                module: rpc
+                    .module
+                    .map(|m| self.analyzer.modules[m as usize].path.clone()),
+                function: None,
+                file: None,
+                line: None,
+                inlined: false,
+            })
+            .collect()
     }
 
     /// With `starts_at_pc`, frame 0 is a faulting pc, symbolized as is rather than as the

@@ -425,6 +425,50 @@ fn leaks_are_grouped_by_kind_and_stack_biggest_first() {
 }
 
 #[test]
+fn only_the_kinds_asked_for_are_symbolized() {
+    // One stack, leaked twice: one block lost, one still reachable.
+    let mut t = Trace::main(10);
+    t.alloc(10, 0x1000, 16, 1)
+        .alloc(10, 0x2000, 8, 1)
+        .leaks(
+            10,
+            &[
+                (0x1000, 16, 1, leak::DEFINITE),
+                (0x2000, 8, 1, leak::REACHABLE),
+            ],
+        )
+        .exit(10, 0)
+        .main_exit(10, 0, 0);
+    let r = t.report_with(AnalyzerOptions {
+        symbolized_leak_kinds: Some(vec![LeakKind::Definite, LeakKind::Possible]),
+        ..AnalyzerOptions::default()
+    });
+    let lost = r
+        .leaks
+        .iter()
+        .find(|l| l.kind == LeakKind::Definite)
+        .unwrap();
+    assert_eq!(functions(&lost.stack), ["make_node", "build", "main"]);
+    let held = r
+        .leaks
+        .iter()
+        .find(|l| l.kind == LeakKind::Reachable)
+        .unwrap();
+    // The same pcs, unsymbolized: addresses and modules, every frame (none is known to be
+    // below main), no names.
+    assert_eq!(held.stack.len(), 3, "{:?}", held.stack);
+    assert_eq!(held.stack[0].address, ra(0x1100));
+    assert!(held.stack.iter().all(|f| f.module.as_deref() == Some(EXE)
+        && f.function.is_none()
+        && f.file.is_none()
+        && f.line.is_none()));
+    // Nothing else changes: the totals, and the order by size.
+    assert_eq!(r.leaks[0].kind, LeakKind::Definite);
+    assert_eq!(r.summary.leaked.reachable.bytes, 8);
+    assert_eq!(r.summary.in_use_at_exit.bytes, 24);
+}
+
+#[test]
 fn double_free_and_invalid_free_are_told_apart_with_their_stacks() {
     let mut t = Trace::main(10);
     t.alloc(10, 0x1000, 16, 1)

@@ -35,6 +35,13 @@ impl Filters {
         })
     }
 
+    /// Whether these filters look at loss records' stacks: a suppression may match any kind
+    /// of record (a suppressed reachable block is counted as suppressed), a baseline compares
+    /// fingerprints.
+    pub fn read_leak_stacks(&self) -> bool {
+        !self.suppressions.is_empty() || self.baseline.is_some()
+    }
+
     /// Suppressions first (a suppressed finding is not "known", it is gone), then the
     /// baseline, which only takes loss records that would count as errors.
     pub fn apply(&self, mut report: Report, args: &ReportArgs) -> Report {
@@ -55,7 +62,7 @@ fn error_leak_kinds(args: &ReportArgs) -> &[LeakKind] {
 }
 
 /// Loss records that are findings for SARIF and annotations: those shown or counted.
-fn finding_leak_kinds(args: &ReportArgs) -> Vec<LeakKind> {
+pub fn finding_leak_kinds(args: &ReportArgs) -> Vec<LeakKind> {
     if args.leak_check == LeakCheck::No {
         return Vec::new();
     }

@@ -387,10 +387,14 @@ fn shim_options(t: &TraceArgs, r: &ReportArgs) -> String {
     o
 }
 
-fn analyzer_options(r: &ReportArgs) -> AnalyzerOptions {
+fn analyzer_options(r: &ReportArgs, filters: &findings::Filters) -> AnalyzerOptions {
+    // JSON and HTML list every loss record; the text, XML and SARIF reports those shown or
+    // counted as errors. No other record's stack is read, so none is symbolized.
+    let every_record = r.json.is_some() || r.html.is_some() || filters.read_leak_stacks();
     AnalyzerOptions {
         num_callers: r.num_callers as usize,
         show_below_main: r.show_below_main,
+        symbolized_leak_kinds: (!every_record).then(|| findings::finding_leak_kinds(r)),
     }
 }
 
@@ -436,7 +440,7 @@ fn run(
         shim,
         ring_bytes: trace.ring_mb as usize * 1024 * 1024,
         shim_options: shim_options(&trace, &report),
-        analyzer: analyzer_options(&report),
+        analyzer: analyzer_options(&report, &filters),
         trace_out: output,
         one_cpu: match trace.one_cpu.as_str() {
             "yes" => cpus::OneCpu::Yes,
@@ -473,7 +477,7 @@ fn replay(path: PathBuf, report: ReportArgs) -> ExitCode {
         Ok(f) => f,
         Err(e) => return fail(e),
     };
-    let mut analyzer = fencepost_analyzer::Analyzer::new(analyzer_options(&report));
+    let mut analyzer = fencepost_analyzer::Analyzer::new(analyzer_options(&report, &filters));
     // Streamed: a trace of gigabytes is read a buffer at a time, never held whole.
     match analyzer.feed_trace_from(file) {
         Ok(()) => {}

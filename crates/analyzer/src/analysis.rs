@@ -39,6 +39,18 @@ pub trait SymbolSource {
         pc: u64,
         is_return_address: bool,
     ) -> Vec<SymbolizedFrame>;
+
+    /// Same contract as [`Symbolizer::function_symbol`]: the function's name from the
+    /// symbol tables alone. `None` when unknown, or when the source has no cheaper way than
+    /// `symbolize`.
+    fn function_symbol(
+        &mut self,
+        _module: &ModuleRef,
+        _pc: u64,
+        _is_return_address: bool,
+    ) -> Option<String> {
+        None
+    }
 }
 
 impl SymbolSource for Symbolizer {
@@ -49,6 +61,15 @@ impl SymbolSource for Symbolizer {
         is_return_address: bool,
     ) -> Vec<SymbolizedFrame> {
         Symbolizer::symbolize(self, module, pc, is_return_address)
+    }
+
+    fn function_symbol(
+        &mut self,
+        module: &ModuleRef,
+        pc: u64,
+        is_return_address: bool,
+    ) -> Option<String> {
+        Symbolizer::function_symbol(self, module, pc, is_return_address)
     }
 }
 
@@ -1316,6 +1337,7 @@ impl<'a, S: SymbolSource> StackResolver<'a, S> {
                 rpc.pc.wrapping_sub(module.bias),
                 is_return_address,
             );
+            let hide_below_main = !self.analyzer.options.show_below_main;
             let symbols = &mut *self.symbols;
             let frames = self.cache.entry(key).or_insert_with(|| {
                 let module_ref = ModuleRef {
@@ -1323,6 +1345,19 @@ impl<'a, S: SymbolSource> StackResolver<'a, S> {
                     build_id: &module.build_id,
                     bias: module.bias,
                 };
+                // A frame below main is cut, never shown: its name from the symbol tables
+                // is enough, and spares reading its module's DWARF (libc's is 15 MB once
+                // inflated) for a stack that never reached a `main` by name (a stripped
+                // program's).
+                if hide_below_main {
+                    let name = symbols.function_symbol(&module_ref, rpc.pc, is_return_address);
+                    if is_below_main(name.as_deref()) {
+                        return vec![SymbolizedFrame {
+                            function: name,
+                            ..SymbolizedFrame::default()
+                        }];
+                    }
+                }
                 symbols.symbolize(&module_ref, rpc.pc, is_return_address)
             });
             if frames.is_empty() {
@@ -1335,7 +1370,6 @@ impl<'a, S: SymbolSource> StackResolver<'a, S> {
                 });
             }
             let mut reached_main = false;
-            let hide_below_main = !self.analyzer.options.show_below_main;
             if hide_below_main && frames.iter().any(|f| is_below_main(f.function.as_deref())) {
                 // A program without a `main` symbol (stripped): stop at the C runtime.
                 break;

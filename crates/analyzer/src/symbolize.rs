@@ -24,7 +24,9 @@
 //! `.build-id` debug file, which is named by the recorded id, is still trusted).
 //!
 //! Everything is cached: parsed modules by (path, build id), a module that fails to load
-//! included, and results by (module, address).
+//! included, and results by (module, address). A module's symbol tables are read when it is
+//! first met; its DWARF (inflated first, if compressed) only when a frame in it is first named
+//! in full, so the C runtime's frames below `main`, named by their symbols and cut, cost none.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -121,11 +123,31 @@ impl Symbolizer {
             return frames.clone();
         }
         let frames = match &mut self.modules[index] {
-            Some(info) => info.lookup(probe),
+            Some(info) => info.lookup(probe, &self.debug_roots),
             None => vec![SymbolizedFrame::unknown()],
         };
         self.results.insert((index, probe), frames.clone());
         frames
+    }
+
+    /// The function the module's symbol tables place `pc` in (demangled), without reading
+    /// its DWARF: enough to tell the C runtime's frames below `main`, which are never shown.
+    pub fn function_symbol(
+        &mut self,
+        module: &ModuleRef,
+        pc: u64,
+        is_return_address: bool,
+    ) -> Option<String> {
+        let index = self.module(module);
+        let address = pc.wrapping_sub(module.bias);
+        let probe = if is_return_address {
+            address.saturating_sub(1)
+        } else {
+            address
+        };
+        let info = self.modules[index].as_mut()?;
+        let name = info.symbols.lookup(probe)?;
+        Some(demangled(&mut info.demangled, name))
     }
 
     /// Index of the module's cache slot, loading it on first use.
@@ -156,12 +178,16 @@ type Reader = gimli::EndianSlice<'static, gimli::RunTimeEndian>;
 /// Field order matters: fields drop in declaration order, so everything borrowing from
 /// `backing` (`dwarf`, `symbols`) is gone before the bytes it borrows are unmapped.
 struct ModuleDebugInfo {
-    dwarf: Option<addr2line::Context<Reader>>,
+    /// Parsed at the first lookup that needs it (`None` until then): naming a frame from
+    /// the symbol tables alone (`function_symbol`) does not inflate the DWARF.
+    dwarf: Option<Option<addr2line::Context<Reader>>>,
+    /// The file with the DWARF, read by the first lookup.
+    debug_file: Option<object::File<'static>>,
     symbols: SymbolTable,
     /// Raw (mangled) name → demangled name: a function has many addresses, and demangling
     /// costs more than the DWARF lookup.
     demangled: HashMap<String, String>,
-    _backing: Backing,
+    backing: Backing,
 }
 
 impl ModuleDebugInfo {
@@ -204,32 +230,36 @@ impl ModuleDebugInfo {
             symbol_sources.push(SymbolSource::Dynsym(&main));
         }
         let symbols = SymbolTable::new(&symbol_sources);
-
-        let dwarf = debug_file.as_ref().and_then(|debug| {
-            let supplementary = find_supplementary_file(&mut backing, debug, debug_roots);
-            load_dwarf(&mut backing, debug, supplementary.as_ref())
-        });
         Some(ModuleDebugInfo {
-            dwarf,
+            dwarf: None,
+            debug_file,
             symbols,
             demangled: HashMap::new(),
-            _backing: backing,
+            backing,
         })
     }
 
+    /// The DWARF, parsed on first use: its sections are inflated and its abbreviations read
+    /// only for a module one of whose frames is named in full.
+    fn dwarf(&mut self, debug_roots: &[PathBuf]) -> Option<&addr2line::Context<Reader>> {
+        if self.dwarf.is_none() {
+            let backing = &mut self.backing;
+            let dwarf = self.debug_file.as_ref().and_then(|debug| {
+                let supplementary = find_supplementary_file(backing, debug, debug_roots);
+                load_dwarf(backing, debug, supplementary.as_ref())
+            });
+            self.dwarf = Some(dwarf);
+        }
+        self.dwarf.as_ref().and_then(Option::as_ref)
+    }
+
     /// Frames for ELF virtual address `probe`, innermost first.
-    fn lookup(&mut self, probe: u64) -> Vec<SymbolizedFrame> {
+    fn lookup(&mut self, probe: u64, debug_roots: &[PathBuf]) -> Vec<SymbolizedFrame> {
+        self.dwarf(debug_roots);
         let mut frames = Vec::new();
-        let demangled = &mut self.demangled;
-        let mut demangle = |name: &str| match demangled.get(name) {
-            Some(d) => d.clone(),
-            None => {
-                let d = demangle(name);
-                demangled.insert(name.to_owned(), d.clone());
-                d
-            }
-        };
-        if let Some(dwarf) = &self.dwarf {
+        let cache = &mut self.demangled;
+        let mut demangle = |name: &str| demangled(cache, name);
+        if let Some(Some(dwarf)) = &self.dwarf {
             if let Ok(mut iter) = dwarf.find_frames(probe).skip_all_loads() {
                 while let Ok(Some(frame)) = iter.next() {
                     let function = frame
@@ -264,6 +294,19 @@ impl ModuleDebugInfo {
             }),
         }
         frames
+    }
+}
+
+/// `name` demangled, through `cache` (raw name → demangled name): a function has many
+/// addresses, and demangling costs more than the DWARF lookup.
+fn demangled(cache: &mut HashMap<String, String>, name: &str) -> String {
+    match cache.get(name) {
+        Some(d) => d.clone(),
+        None => {
+            let d = demangle(name);
+            cache.insert(name.to_owned(), d.clone());
+            d
+        }
     }
 }
 

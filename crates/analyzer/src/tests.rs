@@ -23,6 +23,8 @@ const LIB_BIAS: u64 = 0x7f00_0000_0000;
 struct FakeSymbols {
     table: HashMap<(String, u64), Vec<SymbolizedFrame>>,
     calls: usize,
+    /// What the symbol tables alone name (`function_symbol`); not counted in `calls`.
+    symtab: HashMap<(String, u64), String>,
 }
 
 fn sym(function: &str, file: &str, line: u32, inlined: bool) -> SymbolizedFrame {
@@ -80,6 +82,11 @@ impl SymbolSource for FakeSymbols {
                     inlined: false,
                 }]
             })
+    }
+
+    fn function_symbol(&mut self, m: &ModuleRef, pc: u64, ret: bool) -> Option<String> {
+        let rel = pc - m.bias - u64::from(ret);
+        self.symtab.get(&(m.path.to_string(), rel)).cloned()
     }
 }
 
@@ -466,6 +473,53 @@ fn only_the_kinds_asked_for_are_symbolized() {
     assert_eq!(r.leaks[0].kind, LeakKind::Definite);
     assert_eq!(r.summary.leaked.reachable.bytes, 8);
     assert_eq!(r.summary.in_use_at_exit.bytes, 24);
+}
+
+#[test]
+fn frames_below_an_unnamed_main_are_cut_by_their_symbols_alone() {
+    // A stripped program: its own frames have no names, so no `main` ends the stack, which
+    // runs on into the C runtime's start-up code in libc.
+    let libc_frame = |rel: u64| LIB_BIAS + rel + 1;
+    let mut t = Trace::main(10);
+    t.module(10, LIB, LIB_BIAS)
+        .stack(
+            10,
+            4,
+            &[
+                ra(0x1700),
+                ra(0x1800),
+                libc_frame(0x2200),
+                libc_frame(0x2300),
+            ],
+        )
+        .alloc(10, 0x1000, 16, 4)
+        .leaks(10, &[(0x1000, 16, 4, leak::DEFINITE)])
+        .exit(10, 0)
+        .main_exit(10, 0, 0);
+    let report = |options: AnalyzerOptions| {
+        let mut symbols = FakeSymbols::standard();
+        symbols
+            .symtab
+            .insert((LIB.into(), 0x2200), "__libc_start_call_main".into());
+        let mut analyzer = Analyzer::new(options);
+        analyzer.feed_trace(&t.bytes()).unwrap();
+        let r = analyzer.finish(&mut symbols);
+        (r, symbols.calls)
+    };
+    // The symbol table names libc's frame below main: the stack ends before it, and libc's
+    // frames are never symbolized in full (which would read libc's DWARF).
+    let (r, calls) = report(AnalyzerOptions::default());
+    let stack = &r.leaks[0].stack;
+    assert_eq!(stack.len(), 2, "{stack:?}");
+    assert!(stack.iter().all(|f| f.module.as_deref() == Some(EXE)));
+    assert_eq!(calls, 2, "only the program's frames were symbolized");
+    // With --show-below-main=yes every frame is symbolized and kept.
+    let (r, calls) = report(AnalyzerOptions {
+        show_below_main: true,
+        ..AnalyzerOptions::default()
+    });
+    assert_eq!(r.leaks[0].stack.len(), 4, "{:?}", r.leaks[0].stack);
+    assert_eq!(calls, 4);
 }
 
 #[test]

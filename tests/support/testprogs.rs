@@ -44,6 +44,7 @@ fn recipes() -> Vec<Recipe> {
         c("reachable_global"),
         c("possible_leak"),
         c("threads_leak"),
+        c("exited_threads"),
         c("threads_stress"),
         // Issue 6 (reliability): real-program findings, processes, threads and signals.
         c("flex_member"),

@@ -5,11 +5,14 @@
 //! reachable (memcheck stops scanning a thread's stack when the thread exits). So every
 //! thread that enters the shim registers a stack pointer here, and its exit (a pthread key
 //! destructor: no TLS destructor, no allocation) marks the entry dead. A stack mapping that
-//! holds a dead thread's stack pointer and no live one's is not scanned.
+//! holds a dead thread's stack pointer and no live one's is not scanned; only the `dtv`
+//! field of the dead thread's descriptor is read (`for_each_dead_descriptor`). A live thread
+//! that never entered the shim has no entry: at exit its stack pointer is read from
+//! /proc/self/task (`LiveStacks`), so that a stack glibc gave it from its cache is scanned.
 
 use crate::arena;
 use crate::sys::SpinLock;
-use core::ffi::c_void;
+use core::ffi::{c_char, c_void};
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 const MAX_THREADS: usize = 8192;
@@ -23,6 +26,10 @@ struct Entry {
     state: AtomicU8,
     /// A stack pointer of the thread (any address in its stack mapping will do).
     sp: AtomicU64,
+    /// Its thread pointer: the address of its descriptor (`pthread_self()`).
+    tp: AtomicU64,
+    /// Its kernel thread id.
+    tid: AtomicU32,
     /// Its alternate signal stack, from the arena (0 if the program had its own).
     altstack: AtomicUsize,
 }
@@ -31,6 +38,8 @@ static ENTRIES: [Entry; MAX_THREADS] = [const {
     Entry {
         state: AtomicU8::new(EMPTY),
         sp: AtomicU64::new(0),
+        tp: AtomicU64::new(0),
+        tid: AtomicU32::new(0),
         altstack: AtomicUsize::new(0),
     }
 }; MAX_THREADS];
@@ -63,6 +72,11 @@ pub fn on_first_entry() {
         return;
     };
     entry.sp.store(stack_pointer(), Ordering::Relaxed);
+    // SAFETY: reads this thread's own thread pointer; no side effect.
+    entry
+        .tp
+        .store(unsafe { libc::pthread_self() } as u64, Ordering::Relaxed);
+    entry.tid.store(crate::sys::gettid(), Ordering::Relaxed);
     entry
         .altstack
         .store(make_altstack() as usize, Ordering::Relaxed);
@@ -162,6 +176,9 @@ unsafe extern "C" fn on_thread_exit(value: *mut c_void) {
 /// copies full of stale pointers.
 pub fn after_fork_in_child() {
     let mine = MINE.with(|m| m.get());
+    if let Some(entry) = mine.checked_sub(1).and_then(|i| ENTRIES.get(i)) {
+        entry.tid.store(crate::sys::gettid(), Ordering::Relaxed);
+    }
     for (i, e) in ENTRIES
         .iter()
         .enumerate()
@@ -173,23 +190,255 @@ pub fn after_fork_in_child() {
     }
 }
 
-/// True when `[lo, hi)` is the stack of a thread that has exited (and of no live thread).
-pub fn is_dead_stack(lo: usize, hi: usize) -> bool {
-    let (lo, hi) = (lo as u64, hi as u64);
-    let mut dead = false;
-    for e in ENTRIES
-        .iter()
-        .take(USED.load(Ordering::Relaxed).min(MAX_THREADS))
-    {
-        let sp = e.sp.load(Ordering::Relaxed);
-        if sp < lo || sp >= hi {
-            continue;
+fn registered() -> &'static [Entry] {
+    &ENTRIES[..USED.load(Ordering::Relaxed).min(MAX_THREADS)]
+}
+
+/// Where the other live threads' stacks are at exit, for telling a dead thread's stack from
+/// one in use, and the live part of a stack in use. Taken by the exit scan; the threads it
+/// lists may go on running while it reads them, as they may while the scan reads their memory.
+pub struct LiveStacks {
+    /// The stack pointer of each other live thread blocked in the kernel, as
+    /// /proc/self/task/TID/syscall shows it. Arena memory, `cap` long.
+    blocked: *mut u64,
+    nblocked: usize,
+    /// The registered stack pointer (a point in its stack mapping) of each other live thread
+    /// that was running: its stack in use goes down to where we cannot tell.
+    running: *mut u64,
+    nrunning: usize,
+    cap: usize,
+    /// A live thread with no entry (it never entered the shim) was running, or the threads
+    /// could not be listed: no stack is taken for a dead thread's.
+    unknown: bool,
+}
+
+impl LiveStacks {
+    pub fn read() -> LiveStacks {
+        let cap = MAX_THREADS;
+        let blocked = arena::alloc(cap * 8) as *mut u64;
+        let running = arena::alloc(cap * 8) as *mut u64;
+        let mut live = LiveStacks {
+            blocked,
+            nblocked: 0,
+            running,
+            nrunning: 0,
+            cap,
+            unknown: false,
+        };
+        if blocked.is_null() || running.is_null() {
+            live.cap = 0;
+            live.unknown = true;
+            return live;
         }
-        match e.state.load(Ordering::Acquire) {
-            LIVE => return false,
-            DEAD => dead = true,
-            _ => {}
+        let me = crate::sys::gettid();
+        let complete = for_each_task(|tid| {
+            if tid == me {
+                return; // the exit scan reads the current thread's stack from its own sp
+            }
+            if let Some(sp) = blocked_sp(tid) {
+                live.nblocked = push_within(live.blocked, live.nblocked, live.cap, sp);
+                return;
+            }
+            let entry = registered().iter().find(|e| {
+                e.state.load(Ordering::Acquire) == LIVE && e.tid.load(Ordering::Relaxed) == tid
+            });
+            match entry {
+                Some(e) => {
+                    let sp = e.sp.load(Ordering::Relaxed);
+                    live.nrunning = push_within(live.running, live.nrunning, live.cap, sp);
+                }
+                None => live.unknown = true,
+            }
+        });
+        live.unknown |= !complete;
+        live
+    }
+
+    fn blocked(&self) -> &[u64] {
+        if self.cap == 0 {
+            return &[];
+        }
+        // SAFETY: the first nblocked entries were written by `read`.
+        unsafe { core::slice::from_raw_parts(self.blocked, self.nblocked) }
+    }
+
+    fn running(&self) -> &[u64] {
+        if self.cap == 0 {
+            return &[];
+        }
+        // SAFETY: the first nrunning entries were written by `read`.
+        unsafe { core::slice::from_raw_parts(self.running, self.nrunning) }
+    }
+
+    /// Whether `[lo, hi)` is the stack of threads that have all exited: it holds a dead
+    /// thread's stack pointer, and no live thread's as far as they are known.
+    pub fn stack_use(&self, lo: usize, hi: usize) -> StackUse {
+        let (lo, hi) = (lo as u64, hi as u64);
+        let within = |sp: &u64| lo <= *sp && *sp < hi;
+        let mut dead = false;
+        for e in registered() {
+            if !within(&e.sp.load(Ordering::Relaxed)) {
+                continue;
+            }
+            match e.state.load(Ordering::Acquire) {
+                LIVE => return StackUse::Live,
+                DEAD => dead = true,
+                _ => {}
+            }
+        }
+        if !dead || self.blocked().iter().any(within) || self.running().iter().any(within) {
+            StackUse::Live
+        } else if self.unknown {
+            StackUse::DeadUnlessReused
+        } else {
+            StackUse::Dead
         }
     }
-    dead
+
+    /// Where the part of `[lo, hi)` in use begins, if it is the stack of another thread
+    /// blocked in the kernel: its stack pointer, less the 128-byte red zone below it. What
+    /// lies lower is dead frames, as memcheck takes it. `lo` for any other memory.
+    pub fn live_from(&self, lo: usize, hi: usize) -> usize {
+        let within = |sp: &u64| lo as u64 <= *sp && *sp < hi as u64;
+        if self.running().iter().any(within) {
+            return lo;
+        }
+        match self.blocked().iter().filter(|sp| within(sp)).min() {
+            Some(&sp) => (sp as usize).saturating_sub(128).max(lo),
+            None => lo,
+        }
+    }
+}
+
+/// What a stack mapping is to the exit scan (`LiveStacks::stack_use`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum StackUse {
+    /// Memory in use: a live thread's stack, or no thread's.
+    Live,
+    /// The stack of threads that have all exited.
+    Dead,
+    /// The same, unless the thread that could not be located (`LiveStacks::unknown`) runs
+    /// on it: glibc gives a new thread a cached stack.
+    DeadUnlessReused,
+}
+
+/// Writes `v` at `buf[n]` if there is room; the new length.
+fn push_within(buf: *mut u64, n: usize, cap: usize, v: u64) -> usize {
+    if n >= cap {
+        return n;
+    }
+    // SAFETY: n < cap, the buffer's length.
+    unsafe { *buf.add(n) = v };
+    n + 1
+}
+
+impl Drop for LiveStacks {
+    fn drop(&mut self) {
+        for buf in [self.blocked, self.running] {
+            if !buf.is_null() {
+                arena::free(buf as *mut u8, MAX_THREADS * 8);
+            }
+        }
+    }
+}
+
+/// Calls `f` with the descriptor (thread pointer) of each dead thread whose descriptor lies
+/// in `[lo, hi)`, a dead stack (`LiveStacks::stack_use`): glibc keeps the descriptor at
+/// the top of the stack, and both in its cache for the next thread.
+pub fn for_each_dead_descriptor(lo: usize, hi: usize, mut f: impl FnMut(u64)) {
+    for e in registered() {
+        let tp = e.tp.load(Ordering::Relaxed);
+        if e.state.load(Ordering::Acquire) == DEAD && lo as u64 <= tp && tp < hi as u64 {
+            f(tp);
+        }
+    }
+}
+
+/// Calls `f` with the id of each thread of this process. False when /proc/self/task could
+/// not be read to the end.
+fn for_each_task(mut f: impl FnMut(u32)) -> bool {
+    // SAFETY: open/getdents64/close on a descriptor of ours, into our own buffer.
+    let fd = unsafe {
+        libc::open(
+            c"/proc/self/task".as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return false;
+    }
+    let mut buf = [0u8; 4096];
+    let complete = loop {
+        // SAFETY: the kernel writes at most buf.len() bytes of dirent64 records.
+        let n = unsafe {
+            libc::syscall(
+                libc::SYS_getdents64,
+                fd,
+                buf.as_mut_ptr() as *mut c_void,
+                buf.len(),
+            )
+        };
+        if n == 0 {
+            break true;
+        }
+        if n < 0 {
+            break false;
+        }
+        let mut at = 0usize;
+        // struct linux_dirent64 { u64 d_ino; i64 d_off; u16 d_reclen; u8 d_type; char d_name[]; }
+        while at + 19 < n as usize {
+            let reclen = u16::from_ne_bytes([buf[at + 16], buf[at + 17]]) as usize;
+            if reclen == 0 {
+                break;
+            }
+            let name = &buf[at + 19..(at + reclen).min(n as usize)];
+            let name = &name[..name.iter().position(|&c| c == 0).unwrap_or(name.len())];
+            if let Some(tid) = crate::sys::parse_u64(name) {
+                f(tid as u32);
+            }
+            at += reclen;
+        }
+    };
+    // SAFETY: closing our own descriptor.
+    unsafe { libc::close(fd) };
+    complete
+}
+
+/// The stack pointer of thread `tid` of this process, if it is blocked: the kernel's
+/// /proc/self/task/TID/syscall ends with "SP PC" then, and says "running" otherwise.
+fn blocked_sp(tid: u32) -> Option<u64> {
+    const PREFIX: &[u8] = b"/proc/self/task/";
+    let mut path = [0u8; 48];
+    path[..PREFIX.len()].copy_from_slice(PREFIX);
+    let mut len = PREFIX.len();
+    let mut digits = [0u8; 20];
+    let tid = crate::sys::fmt_u64(tid as u64, &mut digits);
+    path[len..len + tid.len()].copy_from_slice(tid);
+    len += tid.len();
+    path[len..len + 8].copy_from_slice(b"/syscall");
+    // path[len + 8] stays 0: the terminating NUL.
+    let mut buf = [0u8; 256];
+    // SAFETY: open/read/close with a NUL-terminated path, into our own buffer.
+    let n = unsafe {
+        let fd = libc::open(
+            path.as_ptr() as *const c_char,
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        );
+        if fd < 0 {
+            return None;
+        }
+        let n = libc::read(fd, buf.as_mut_ptr() as *mut c_void, buf.len());
+        libc::close(fd);
+        n
+    };
+    let text = &buf[..n.max(0) as usize];
+    let mut fields = text
+        .split(|&c| c == b' ' || c == b'\n')
+        .filter(|f| !f.is_empty());
+    let count = fields.clone().count();
+    if count < 3 {
+        return None; // "running", or nothing
+    }
+    let sp = fields.nth(count - 2)?;
+    crate::sys::parse_hex(sp.strip_prefix(b"0x").unwrap_or(sp))
 }

@@ -428,18 +428,13 @@ fn mark_from_roots(scan: &mut Scan) {
     let roots = unsafe { core::slice::from_raw_parts_mut(roots_mem, MAX_ROOTS) };
     let mut nroots = 0;
     let live_stacks = crate::threads::LiveStacks::read();
-    // Exited threads' stacks: their descriptors hold DTVs (below); the surely dead ones
-    // are not roots.
-    let mut dead_stacks = [(0usize, 0usize); 64];
-    let mut ndead = 0;
     process::for_each_writable_mapping(|lo, hi, heap| {
         if heap || is_arena_start(lo, hi) {
             return; // glibc's heap: its blocks are reached through the marking
         }
         let stack_use = live_stacks.stack_use(lo, hi);
-        if stack_use != StackUse::Live && ndead < dead_stacks.len() {
-            dead_stacks[ndead] = (lo, hi);
-            ndead += 1;
+        if stack_use != StackUse::Live {
+            crate::threads::for_each_dead_descriptor(lo, hi, |tp| mark_dtv(scan, &mut top, tp));
         }
         if stack_use == StackUse::Dead {
             return; // an exited thread's stack, kept by glibc for reuse: stale
@@ -493,26 +488,25 @@ fn mark_from_roots(scan: &mut Scan) {
         }
         drain(scan, &mut top);
     }
-    // An exited thread's descriptor stays with its stack in glibc's cache, and holds the
-    // thread's DTV: a block of ours (the dynamic linker callocs it), which the descriptor's
-    // `dtv` field points one 16-byte entry into. Under memcheck `__libc_freeres` frees the
-    // cache; here it runs only when no other thread is left, so with threads still running
-    // at exit the DTV is reachable: from glibc's cache, through the descriptor. Only that
-    // field is read. The rest of the descriptor and stack (the thread's return value, its
-    // last frames) is stale, and not scanned, as memcheck does not scan it.
-    for &(lo, hi) in &dead_stacks[..ndead] {
-        crate::threads::for_each_dead_descriptor(lo, hi, |tp| {
-            // tcbhead_t: the TCB's own address, the DTV, the descriptor's own address.
-            let mut head = [0u64; 3];
-            if read_self(tp as usize, &mut head) == 24 && head[0] == tp && head[2] == tp {
-                let dtv = head[1].wrapping_sub(16);
-                if scan.find(dtv).is_some_and(|i| scan.blocks()[i].addr == dtv) {
-                    push(scan, &mut top, dtv, true);
-                }
-            }
-        });
-    }
     drain(scan, &mut top);
+}
+
+/// An exited thread's descriptor stays with its stack in glibc's cache, and holds the
+/// thread's DTV: a block of ours (the dynamic linker callocs it), which the descriptor's
+/// `dtv` field points one 16-byte entry into. Under memcheck `__libc_freeres` frees the
+/// cache; here it runs only when no other thread is left, so with threads still running at
+/// exit the DTV is reachable: from glibc's cache, through the descriptor. Only that field is
+/// read. The rest of the descriptor and stack (the thread's return value, its last frames)
+/// is stale, and not scanned, as memcheck does not scan it.
+fn mark_dtv(scan: &mut Scan, top: &mut usize, tp: u64) {
+    // tcbhead_t: the TCB's own address, the DTV, the descriptor's own address.
+    let mut head = [0u64; 3];
+    if read_self(tp as usize, &mut head) == 24 && head[0] == tp && head[2] == tp {
+        let dtv = head[1].wrapping_sub(16);
+        if scan.find(dtv).is_some_and(|i| scan.blocks()[i].addr == dtv) {
+            push(scan, top, dtv, true);
+        }
+    }
 }
 
 /// Calls `f` with each part of `[lo, hi)` that no range of `skip` (sorted, empty ones

@@ -135,6 +135,20 @@ fn recipes() -> Vec<Recipe> {
             compiler: "gcc",
             flags: &["-O2"],
         },
+        // Not position-independent, its text a megabyte past its other code: segments with
+        // a gap between them, as node's have (tests/unwinding.rs).
+        Recipe {
+            output: "unwind_mix_nopie",
+            source: "c/unwind_mix.c".into(),
+            compiler: "gcc",
+            flags: &[
+                "-g",
+                "-O0",
+                "-pthread",
+                "-no-pie",
+                "-Wl,--section-start=.text=0x500000",
+            ],
+        },
         Recipe {
             output: "unwind_mix_O2",
             source: "c/unwind_mix.c".into(),

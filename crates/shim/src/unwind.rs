@@ -333,6 +333,9 @@ fn check_against_plain(walk: &Walk, start: State) {
 static CHECKED: AtomicU64 = AtomicU64::new(0);
 static DIFFERED: AtomicU64 = AtomicU64::new(0);
 static REPLAYED: AtomicU64 = AtomicU64::new(0);
+/// Walks the CFI walker handed to libgcc at a rule it cannot express (any mode; reported
+/// by `FENCEPOST_UNWIND=check`).
+static HANDED: AtomicU64 = AtomicU64::new(0);
 
 /// `FENCEPOST_UNWIND=check`: at the end of the process, one line on stderr with the counts
 /// (the tests read it to know the check ran and the memo was used).
@@ -351,7 +354,9 @@ pub fn check_summary() {
     w.number(DIFFERED.load(Ordering::Relaxed));
     w.text(b" differed, ");
     w.number(REPLAYED.load(Ordering::Relaxed));
-    w.text(b" finished from the memo (pid ");
+    w.text(b" finished from the memo, ");
+    w.number(HANDED.load(Ordering::Relaxed));
+    w.text(b" handed to libgcc (pid ");
     w.number(crate::process::pid() as u64);
     w.text(b")\n");
     // SAFETY: writing our own buffer to stderr.
@@ -457,6 +462,7 @@ fn step(walk: &mut Walk, st: &mut State, limit: u64) -> Step {
             // libgcc takes over after the frame whose stack pointer is `sp`: the frame at
             // `pc` (for frame 0, every frame of the shim at or below `sp`).
             let resume_pc = if st.first { 0 } else { st.pc };
+            HANDED.fetch_add(1, Ordering::Relaxed);
             libgcc::finish(walk, resume_pc, st.sp);
             return Step::Other;
         }
@@ -980,13 +986,26 @@ fn compute_rule(addr: u64) -> Rule {
     if hdr == 0 {
         return Rule::END;
     }
-    if hdr < start || hdr >= end {
+    // Where the mapped memory holding `at` ends: the module's span, or for the main
+    // program, whose span glibc gives as its text segment alone, the end of the segment
+    // holding `at` (a non-PIE executable linked with `-z separate-code` has `.eh_frame_hdr`
+    // and `.eh_frame` in a read-only segment after its text; node is one).
+    let mapped_to = |at: u64| {
+        if start <= at && at < end {
+            Some(end)
+        } else {
+            main_program_segment_end(at)
+        }
+    };
+    let Some(hdr_end) = mapped_to(hdr) else {
         return Rule::unsupported();
-    }
+    };
     // SAFETY: the module is mapped from `start` to `end` (glibc keeps the whole span
-    // reserved while it is loaded) and its `.eh_frame_hdr` lies inside; gimli reads only
-    // what the well-formed CFI there describes, bounds-checked against this span.
-    let hdr_data = unsafe { core::slice::from_raw_parts(hdr as *const u8, (end - hdr) as usize) };
+    // reserved while it is loaded), or the main program's segment is (for the life of the
+    // process), up to `hdr_end`; gimli reads only what the well-formed CFI there
+    // describes, bounds-checked against this span.
+    let hdr_data =
+        unsafe { core::slice::from_raw_parts(hdr as *const u8, (hdr_end - hdr) as usize) };
     let mut bases = BaseAddresses::default()
         .set_eh_frame_hdr(hdr)
         .set_text(start);
@@ -996,12 +1015,13 @@ fn compute_rule(addr: u64) -> Rule {
     let Pointer::Direct(eh_frame) = parsed.eh_frame_ptr() else {
         return Rule::unsupported();
     };
-    if eh_frame < start || eh_frame >= end {
+    let Some(frame_end) = mapped_to(eh_frame) else {
         return Rule::unsupported();
-    }
+    };
     // SAFETY: as above, for `.eh_frame`.
-    let frame_data =
-        unsafe { core::slice::from_raw_parts(eh_frame as *const u8, (end - eh_frame) as usize) };
+    let frame_data = unsafe {
+        core::slice::from_raw_parts(eh_frame as *const u8, (frame_end - eh_frame) as usize)
+    };
     bases = bases.set_eh_frame(eh_frame);
     let mut section: EhFrame<Slice> = EhFrame::new(frame_data, NativeEndian);
     section.set_address_size(8);
@@ -1021,6 +1041,39 @@ fn compute_rule(addr: u64) -> Rule {
         Ok(row) => rule_of_row(row),
         Err(_) => Rule::unsupported(),
     }
+}
+
+/// The end of the main program's loaded segment that holds `at`, from its program headers
+/// (`AT_PHDR`); `None` when no segment of it does.
+fn main_program_segment_end(at: u64) -> Option<u64> {
+    // SAFETY: getauxval reads the auxiliary vector the kernel gave the process.
+    let (phdr, phnum) = unsafe {
+        (
+            libc::getauxval(libc::AT_PHDR),
+            libc::getauxval(libc::AT_PHNUM),
+        )
+    };
+    if phdr == 0 || phnum == 0 || phnum > 1024 {
+        return None;
+    }
+    // SAFETY: the kernel maps the program headers AT_PHDR names, as part of the program's
+    // first segment, for the life of the process.
+    let headers =
+        unsafe { core::slice::from_raw_parts(phdr as *const libc::Elf64_Phdr, phnum as usize) };
+    // The load bias, from where the headers are against where they say they are.
+    let bias = headers
+        .iter()
+        .find(|h| h.p_type == libc::PT_PHDR)
+        .map(|h| phdr.wrapping_sub(h.p_vaddr))?;
+    headers
+        .iter()
+        .filter(|h| h.p_type == libc::PT_LOAD)
+        .map(|h| {
+            let lo = bias.wrapping_add(h.p_vaddr);
+            (lo, lo.wrapping_add(h.p_filesz))
+        })
+        .find(|&(lo, hi)| lo <= at && at < hi)
+        .map(|(_, hi)| hi)
 }
 
 fn rule_of_row(row: &UnwindTableRow<usize, FixedStorage>) -> Rule {

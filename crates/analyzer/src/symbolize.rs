@@ -112,13 +112,7 @@ impl Symbolizer {
         pc: u64,
         is_return_address: bool,
     ) -> Vec<SymbolizedFrame> {
-        let index = self.module(module);
-        let address = pc.wrapping_sub(module.bias);
-        let probe = if is_return_address {
-            address.saturating_sub(1)
-        } else {
-            address
-        };
+        let (index, probe) = self.module_and_probe(module, pc, is_return_address);
         if let Some(frames) = self.results.get(&(index, probe)) {
             return frames.clone();
         }
@@ -138,16 +132,27 @@ impl Symbolizer {
         pc: u64,
         is_return_address: bool,
     ) -> Option<String> {
-        let index = self.module(module);
+        let (index, probe) = self.module_and_probe(module, pc, is_return_address);
+        let info = self.modules[index].as_mut()?;
+        let name = info.symbols.lookup(probe)?;
+        Some(demangled(&mut info.demangled, name))
+    }
+
+    /// The module's cache slot, and the ELF virtual address to look `pc` up at: a return
+    /// address less one, so that it resolves to the call, not the next line.
+    fn module_and_probe(
+        &mut self,
+        module: &ModuleRef,
+        pc: u64,
+        is_return_address: bool,
+    ) -> (usize, u64) {
         let address = pc.wrapping_sub(module.bias);
         let probe = if is_return_address {
             address.saturating_sub(1)
         } else {
             address
         };
-        let info = self.modules[index].as_mut()?;
-        let name = info.symbols.lookup(probe)?;
-        Some(demangled(&mut info.demangled, name))
+        (self.module(module), probe)
     }
 
     /// Index of the module's cache slot, loading it on first use.

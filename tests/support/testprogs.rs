@@ -156,6 +156,12 @@ fn recipes() -> Vec<Recipe> {
             flags: &["-g", "-O2", "-pthread"],
         },
         Recipe {
+            output: "hash_table",
+            source: "rust/hash_table.rs".into(),
+            compiler: "rustc",
+            flags: &["--crate-name", "hash_table", "-g", "-C", "opt-level=0"],
+        },
+        Recipe {
             output: "mycrate",
             source: "rust/mycrate.rs".into(),
             compiler: "rustc",

@@ -81,9 +81,11 @@ struct TraceArgs {
     /// after it.
     #[arg(long)]
     protect_below: bool,
-    /// Give every block at least this alignment (16 for programs that assume glibc's).
-    #[arg(long, value_name = "N", value_parser = alignment)]
-    alignment: Option<u32>,
+    /// Give every block at least this alignment (16 for programs that assume glibc's), or
+    /// `standard`: what the C standard promises malloc (16 for 16 bytes and more; the
+    /// default for Rust programs).
+    #[arg(long, value_name = "N|standard", value_parser = alignment)]
+    alignment: Option<String>,
     /// Memory the guarded blocks may use, in MiB (default: a quarter of physical memory);
     /// past it, blocks get canaries only.
     #[arg(long, value_name = "MB", value_parser = clap::value_parser!(u64).range(1..))]
@@ -191,10 +193,11 @@ fn yes_no(s: &str) -> Result<bool, String> {
     }
 }
 
-fn alignment(s: &str) -> Result<u32, String> {
+fn alignment(s: &str) -> Result<String, String> {
     match s.parse::<u32>() {
-        Ok(n) if n.is_power_of_two() && (1..=4096).contains(&n) => Ok(n),
-        _ => Err("expected a power of two from 1 to 4096".into()),
+        _ if s == "standard" => Ok(s.to_string()),
+        Ok(n) if n.is_power_of_two() && (1..=4096).contains(&n) => Ok(n.to_string()),
+        _ => Err("expected a power of two from 1 to 4096, or standard".into()),
     }
 }
 
@@ -364,7 +367,7 @@ fn shim_options(t: &TraceArgs, r: &ReportArgs) -> String {
         "num_callers={},trace_children={},mode={},protect_below={},halt_on_error={},quarantine_mb={},freelist_vol={}",
         r.num_callers, t.trace_children as u8, t.mode, t.protect_below as u8, t.halt_on_error as u8, t.quarantine_mb, t.freelist_vol
     );
-    if let Some(a) = t.alignment {
+    if let Some(a) = &t.alignment {
         o.push_str(&format!(",alignment={a}"));
     }
     if let Some(g) = &t.guards {

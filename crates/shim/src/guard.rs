@@ -142,6 +142,9 @@ static MPROTECT_SLOT_BUDGET: AtomicU32 = AtomicU32::new(0);
 pub static PROTECT_BELOW: AtomicBool = AtomicBool::new(false);
 /// `--alignment` (0: not given).
 pub static MIN_ALIGN: AtomicUsize = AtomicUsize::new(0);
+/// `--alignment=standard`, or a Rust program (`process::init`) without `--alignment`: every
+/// block gets the alignment the C standard promises malloc (`standard_alignment`).
+pub static STANDARD_ALIGN: AtomicBool = AtomicBool::new(false);
 pub static QUARANTINE_MAX: AtomicU64 = AtomicU64::new(256 << 20);
 pub static GUARD_BUDGET: AtomicU64 = AtomicU64::new(0);
 
@@ -316,11 +319,25 @@ pub fn natural_alignment(size: usize, asked: usize) -> usize {
         1usize << size.trailing_zeros().min(4)
     };
     let floor = match MIN_ALIGN.load(Ordering::Relaxed) {
+        0 if STANDARD_ALIGN.load(Ordering::Relaxed) => standard_alignment(size),
         0 if size >= GLIBC_ALIGN_FROM => 16,
         0 => 1,
         n => n,
     };
     natural.max(asked).max(floor)
+}
+
+/// What C17 promises `malloc(size)` (7.22.3: suitably aligned for any object of fundamental
+/// alignment and of no more than `size` bytes), and what Rust's allocator relies on when it
+/// calls malloc: the largest power of two up to the size, capped at 16. A 244-byte block
+/// gets 16, where its natural alignment is 4: Rust's hash tables load their 16-byte control
+/// groups with aligned loads.
+pub fn standard_alignment(size: usize) -> usize {
+    if size == 0 {
+        16
+    } else {
+        1usize << (usize::BITS - 1 - size.leading_zeros()).min(4)
+    }
 }
 
 /// The word of the in-use bitmap that holds slot `id`'s bit, and the bit.

@@ -80,6 +80,80 @@ fn env(name: &core::ffi::CStr) -> Option<&'static [u8]> {
     }
 }
 
+/// `--alignment` was given (as a number or `standard`).
+static ALIGNMENT_GIVEN: AtomicBool = AtomicBool::new(false);
+
+/// Whether the program's executable was built by rustc: its `.comment` section (which
+/// `strip` keeps) says "rustc version". Read from /proc/self/exe with fixed buffers.
+fn main_program_is_rust() -> bool {
+    // SAFETY: open/close of a path we own.
+    let fd = unsafe { libc::open(c"/proc/self/exe".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return false;
+    }
+    let found = elf_comment_mentions(fd, b"rustc version");
+    // SAFETY: closing our own descriptor.
+    unsafe { libc::close(fd) };
+    found
+}
+
+/// Whether the `.comment` section of the 64-bit ELF file open at `fd` contains `needle`
+/// (its first 4 KiB are read; sections past the first 128 are not looked at).
+fn elf_comment_mentions(fd: c_int, needle: &[u8]) -> bool {
+    let read_at = |buf: &mut [u8], at: u64| -> bool {
+        // SAFETY: pread into our own buffer, at most its length.
+        let n = unsafe { libc::pread(fd, buf.as_mut_ptr() as *mut c_void, buf.len(), at as i64) };
+        n == buf.len() as isize
+    };
+    let u16_at = |b: &[u8], i: usize| u16::from_le_bytes([b[i], b[i + 1]]) as usize;
+    let u32_at = |b: &[u8], i: usize| u32::from_le_bytes(b[i..i + 4].try_into().unwrap_or([0; 4]));
+    let u64_at = |b: &[u8], i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap_or([0; 8]));
+    let mut ehdr = [0u8; 64];
+    if !read_at(&mut ehdr, 0) || &ehdr[..4] != b"\x7fELF" || ehdr[4] != 2 || ehdr[5] != 1 {
+        return false;
+    }
+    let (shoff, shentsize, shnum, shstrndx) = (
+        u64_at(&ehdr, 0x28),
+        u16_at(&ehdr, 0x3a),
+        u16_at(&ehdr, 0x3c),
+        u16_at(&ehdr, 0x3e),
+    );
+    const SHDR: usize = 64;
+    const MAX_SECTIONS: usize = 128;
+    if shentsize != SHDR || shnum == 0 || shnum > MAX_SECTIONS || shstrndx >= shnum {
+        return false;
+    }
+    let mut shdrs = [0u8; SHDR * MAX_SECTIONS];
+    let shdrs = &mut shdrs[..SHDR * shnum];
+    if !read_at(shdrs, shoff) {
+        return false;
+    }
+    // (offset, size) of section i.
+    let extent = |i: usize| {
+        (
+            u64_at(shdrs, i * SHDR + 0x18),
+            u64_at(shdrs, i * SHDR + 0x20),
+        )
+    };
+    let mut names = [0u8; 4096];
+    let (names_at, names_len) = extent(shstrndx);
+    let names = &mut names[..(names_len as usize).min(4096)];
+    if !read_at(names, names_at) {
+        return false;
+    }
+    let comment = (0..shnum).find(|&i| {
+        let at = u32_at(shdrs, i * SHDR) as usize;
+        names.get(at..at + 9) == Some(b".comment\0".as_slice())
+    });
+    let Some(comment) = comment else {
+        return false;
+    };
+    let (at, len) = extent(comment);
+    let mut text = [0u8; 4096];
+    let text = &mut text[..(len as usize).min(4096)];
+    read_at(text, at) && text.windows(needle.len()).any(|w| w == needle)
+}
+
 /// `FENCEPOST_OPTIONS` is `key=value` pairs separated by commas, written by the CLI.
 fn read_options() {
     let Some(opts) = env(c"FENCEPOST_OPTIONS") else {
@@ -120,9 +194,14 @@ fn read_options() {
             b"guards" => guard::FORCE_MPROTECT.store(v == b"mprotect", Ordering::Relaxed),
             b"protect_below" => guard::PROTECT_BELOW.store(v == b"1", Ordering::Relaxed),
             b"halt_on_error" => crate::faults::HALT_ON_ERROR.store(v == b"1", Ordering::Relaxed),
+            b"alignment" if v == b"standard" => {
+                guard::STANDARD_ALIGN.store(true, Ordering::Relaxed);
+                ALIGNMENT_GIVEN.store(true, Ordering::Relaxed);
+            }
             b"alignment" => {
                 if let Some(n) = sys::parse_u64(v).filter(|n| n.is_power_of_two() && *n <= 4096) {
                     guard::MIN_ALIGN.store(n as usize, Ordering::Relaxed);
+                    ALIGNMENT_GIVEN.store(true, Ordering::Relaxed);
                 }
             }
             b"quarantine_mb" => {
@@ -189,6 +268,10 @@ pub fn init() {
     // SAFETY: the callback only stores into atomics.
     unsafe { libc::dl_iterate_phdr(Some(own_module_cb), core::ptr::null_mut()) };
     read_options();
+    if !ALIGNMENT_GIVEN.load(Ordering::Relaxed) && main_program_is_rust() {
+        // Rust's allocator calls malloc for alignments up to 16 and counts on getting them.
+        guard::STANDARD_ALIGN.store(true, Ordering::Relaxed);
+    }
     crate::table::find_single_threaded_flag();
     crate::faults::install();
     let fd = env(c"FENCEPOST_RING_FD").and_then(sys::parse_u64);

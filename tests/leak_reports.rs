@@ -570,3 +570,43 @@ fn rust_hash_tables_run_in_guard_mode() {
         .collect();
     assert_eq!(kinds, ["misaligned-access"], "{}", natural.report.pretty());
 }
+
+/// A thread asleep in read(2) when main returns holds the only pointer to its buffer in a
+/// register, the system call's argument. memcheck takes every thread's registers for roots;
+/// fencepost takes the argument registers /proc/self/task/TID/syscall shows for a thread
+/// blocked in a system call. The buffer is reachable, and the block main dropped is lost.
+#[test]
+fn a_buffer_held_by_a_blocked_system_call_is_reachable() {
+    let files = ["blocked_read.c"];
+    let at = |marker: &str| marker_line("c/blocked_read.c", marker);
+    let memcheck = support::valgrind::run_valgrind("blocked_read", &prog("blocked_read"), &[]);
+    for mode in ["guard", "fast"] {
+        let run = run_fencepost(
+            &format!("blocked_read_{mode}"),
+            &[&format!("--mode={mode}")],
+            &prog("blocked_read"),
+            &[],
+        );
+        assert_eq!(
+            (run.code(), run.stdout.as_str()),
+            (0, "waiting\n"),
+            "{}",
+            run.stderr
+        );
+        let held = record_at(&run.report, "reachable", "blocked_read.c", at("held"));
+        assert_eq!((held.bytes, held.blocks), (64, 1), "{mode}");
+        let lost = record_at(&run.report, "definite", "blocked_read.c", at("lost"));
+        assert_eq!((lost.bytes, lost.blocks), (24, 1), "{mode}");
+        assert_eq!(leaks_of_kind(&run.report, "definite").len(), 1, "{mode}");
+        let definite = |keys: Vec<support::valgrind::LeakKey>| {
+            keys.into_iter()
+                .filter(|k| k.0 == "definite")
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            definite(support::valgrind::fencepost_lost_keys(&run.report, &files)),
+            definite(memcheck.lost_keys(&files)),
+            "{mode}: memcheck's definite records"
+        );
+    }
+}

@@ -45,6 +45,13 @@ fn recipes() -> Vec<Recipe> {
         c("possible_leak"),
         c("threads_leak"),
         c("exited_threads"),
+        // -O2: the block's only pointer goes straight from malloc into a register.
+        Recipe {
+            output: "blocked_read",
+            source: "c/blocked_read.c".into(),
+            compiler: "gcc",
+            flags: &["-g", "-O2", "-pthread"],
+        },
         c("threads_stress"),
         // Issue 6 (reliability): real-program findings, processes, threads and signals.
         c("flex_member"),

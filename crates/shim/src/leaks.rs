@@ -428,6 +428,11 @@ fn mark_from_roots(scan: &mut Scan) {
     let roots = unsafe { core::slice::from_raw_parts_mut(roots_mem, MAX_ROOTS) };
     let mut nroots = 0;
     let live_stacks = crate::threads::LiveStacks::read();
+    // The argument registers of threads blocked in system calls (a buffer being read into,
+    // a futex in a heap block): roots, as memcheck takes every thread's registers.
+    for &w in live_stacks.syscall_args() {
+        push(scan, &mut top, w, true);
+    }
     process::for_each_writable_mapping(|lo, hi, heap| {
         if heap || is_arena_start(lo, hi) {
             return; // glibc's heap: its blocks are reached through the marking

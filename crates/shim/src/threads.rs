@@ -202,6 +202,9 @@ pub struct LiveStacks {
     /// /proc/self/task/TID/syscall shows it. Arena memory, `cap` long.
     blocked: *mut u64,
     nblocked: usize,
+    /// The system call arguments of each blocked thread, six for each of `blocked`: memcheck
+    /// takes the registers of every thread for roots, and these are the ones /proc shows.
+    args: *mut u64,
     /// The registered stack pointer (a point in its stack mapping) of each other live thread
     /// that was running: its stack in use goes down to where we cannot tell.
     running: *mut u64,
@@ -216,16 +219,18 @@ impl LiveStacks {
     pub fn read() -> LiveStacks {
         let cap = MAX_THREADS;
         let blocked = arena::alloc(cap * 8) as *mut u64;
+        let args = arena::alloc(cap * 6 * 8) as *mut u64;
         let running = arena::alloc(cap * 8) as *mut u64;
         let mut live = LiveStacks {
             blocked,
             nblocked: 0,
+            args,
             running,
             nrunning: 0,
             cap,
             unknown: false,
         };
-        if blocked.is_null() || running.is_null() {
+        if blocked.is_null() || args.is_null() || running.is_null() {
             live.cap = 0;
             live.unknown = true;
             return live;
@@ -235,7 +240,17 @@ impl LiveStacks {
             if tid == me {
                 return; // the exit scan reads the current thread's stack from its own sp
             }
-            if let Some(sp) = blocked_sp(tid) {
+            if let Some((sp, args)) = blocked_in_kernel(tid) {
+                if live.nblocked < live.cap {
+                    // SAFETY: nblocked < cap; `args` holds six u64s for each of cap.
+                    unsafe {
+                        core::ptr::copy_nonoverlapping(
+                            args.as_ptr(),
+                            live.args.add(live.nblocked * 6),
+                            6,
+                        )
+                    };
+                }
                 live.nblocked = push_within(live.blocked, live.nblocked, live.cap, sp);
                 return;
             }
@@ -260,6 +275,15 @@ impl LiveStacks {
         }
         // SAFETY: the first nblocked entries were written by `read`.
         unsafe { core::slice::from_raw_parts(self.blocked, self.nblocked) }
+    }
+
+    /// The system call arguments of the other threads blocked in one.
+    pub fn syscall_args(&self) -> &[u64] {
+        if self.cap == 0 {
+            return &[];
+        }
+        // SAFETY: six entries for each of the first nblocked were written by `read`.
+        unsafe { core::slice::from_raw_parts(self.args, self.nblocked * 6) }
     }
 
     fn running(&self) -> &[u64] {
@@ -334,9 +358,9 @@ fn push_within(buf: *mut u64, n: usize, cap: usize, v: u64) -> usize {
 
 impl Drop for LiveStacks {
     fn drop(&mut self) {
-        for buf in [self.blocked, self.running] {
+        for (buf, per_thread) in [(self.blocked, 1), (self.args, 6), (self.running, 1)] {
             if !buf.is_null() {
-                arena::free(buf as *mut u8, MAX_THREADS * 8);
+                arena::free(buf as *mut u8, MAX_THREADS * per_thread * 8);
             }
         }
     }
@@ -404,9 +428,11 @@ fn for_each_task(mut f: impl FnMut(u32)) -> bool {
     complete
 }
 
-/// The stack pointer of thread `tid` of this process, if it is blocked: the kernel's
-/// /proc/self/task/TID/syscall ends with "SP PC" then, and says "running" otherwise.
-fn blocked_sp(tid: u32) -> Option<u64> {
+/// Thread `tid` of this process, if it is blocked: its stack pointer, and the six argument
+/// registers of the system call it is blocked in (zeros when it is blocked elsewhere). The
+/// kernel's /proc/self/task/TID/syscall reads "NR ARG1 .. ARG6 SP PC" then, "-1 SP PC"
+/// outside a system call, and "running" otherwise.
+fn blocked_in_kernel(tid: u32) -> Option<(u64, [u64; 6])> {
     const PREFIX: &[u8] = b"/proc/self/task/";
     let mut path = [0u8; 48];
     path[..PREFIX.len()].copy_from_slice(PREFIX);
@@ -432,13 +458,21 @@ fn blocked_sp(tid: u32) -> Option<u64> {
         n
     };
     let text = &buf[..n.max(0) as usize];
-    let mut fields = text
-        .split(|&c| c == b' ' || c == b'\n')
-        .filter(|f| !f.is_empty());
-    let count = fields.clone().count();
+    let fields = || {
+        text.split(|&c| c == b' ' || c == b'\n')
+            .filter(|f| !f.is_empty())
+    };
+    let hex = |f: &[u8]| crate::sys::parse_hex(f.strip_prefix(b"0x").unwrap_or(f));
+    let count = fields().count();
     if count < 3 {
         return None; // "running", or nothing
     }
-    let sp = fields.nth(count - 2)?;
-    crate::sys::parse_hex(sp.strip_prefix(b"0x").unwrap_or(sp))
+    let sp = hex(fields().nth(count - 2)?)?;
+    let mut args = [0u64; 6];
+    if count == 9 {
+        for (arg, field) in args.iter_mut().zip(fields().skip(1)) {
+            *arg = hex(field).unwrap_or(0);
+        }
+    }
+    Some((sp, args))
 }

@@ -430,7 +430,7 @@ fn mark_from_roots(scan: &mut Scan) {
     let live_stacks = crate::threads::LiveStacks::read();
     // The argument registers of threads blocked in system calls (a buffer being read into,
     // a futex in a heap block): roots, as memcheck takes every thread's registers.
-    for &w in live_stacks.syscall_args() {
+    for w in live_stacks.syscall_args() {
         push(scan, &mut top, w, true);
     }
     process::for_each_writable_mapping(|lo, hi, heap| {

@@ -198,70 +198,46 @@ fn registered() -> &'static [Entry] {
 /// one in use, and the live part of a stack in use. Taken by the exit scan; the threads it
 /// lists may go on running while it reads them, as they may while the scan reads their memory.
 pub struct LiveStacks {
-    /// The stack pointer of each other live thread blocked in the kernel, as
-    /// /proc/self/task/TID/syscall shows it. Arena memory, `cap` long.
-    blocked: *mut u64,
-    nblocked: usize,
-    /// The system call arguments of each blocked thread, six for each of `blocked`: memcheck
-    /// takes the registers of every thread for roots, and these are the ones /proc shows.
-    args: *mut u64,
+    /// Each other live thread blocked in the kernel, as /proc/self/task/TID/syscall shows it.
+    blocked: ArenaList<Blocked>,
     /// The registered stack pointer (a point in its stack mapping) of each other live thread
     /// that was running: its stack in use goes down to where we cannot tell.
-    running: *mut u64,
-    nrunning: usize,
-    cap: usize,
+    running: ArenaList<u64>,
     /// A live thread with no entry (it never entered the shim) was running, or the threads
     /// could not be listed: no stack is taken for a dead thread's.
     unknown: bool,
 }
 
+/// A thread asleep in the kernel: its stack pointer, and the six argument registers of the
+/// system call it sleeps in (memcheck takes every thread's registers for roots; these are
+/// the ones /proc shows).
+#[derive(Clone, Copy)]
+struct Blocked {
+    sp: u64,
+    args: [u64; 6],
+}
+
 impl LiveStacks {
     pub fn read() -> LiveStacks {
-        let cap = MAX_THREADS;
-        let blocked = arena::alloc(cap * 8) as *mut u64;
-        let args = arena::alloc(cap * 6 * 8) as *mut u64;
-        let running = arena::alloc(cap * 8) as *mut u64;
         let mut live = LiveStacks {
-            blocked,
-            nblocked: 0,
-            args,
-            running,
-            nrunning: 0,
-            cap,
+            blocked: ArenaList::new(MAX_THREADS),
+            running: ArenaList::new(MAX_THREADS),
             unknown: false,
         };
-        if blocked.is_null() || args.is_null() || running.is_null() {
-            live.cap = 0;
-            live.unknown = true;
-            return live;
-        }
         let me = crate::sys::gettid();
         let complete = for_each_task(|tid| {
             if tid == me {
                 return; // the exit scan reads the current thread's stack from its own sp
             }
             if let Some((sp, args)) = blocked_in_kernel(tid) {
-                if live.nblocked < live.cap {
-                    // SAFETY: nblocked < cap; `args` holds six u64s for each of cap.
-                    unsafe {
-                        core::ptr::copy_nonoverlapping(
-                            args.as_ptr(),
-                            live.args.add(live.nblocked * 6),
-                            6,
-                        )
-                    };
-                }
-                live.nblocked = push_within(live.blocked, live.nblocked, live.cap, sp);
+                live.unknown |= !live.blocked.push(Blocked { sp, args });
                 return;
             }
             let entry = registered().iter().find(|e| {
                 e.state.load(Ordering::Acquire) == LIVE && e.tid.load(Ordering::Relaxed) == tid
             });
             match entry {
-                Some(e) => {
-                    let sp = e.sp.load(Ordering::Relaxed);
-                    live.nrunning = push_within(live.running, live.nrunning, live.cap, sp);
-                }
+                Some(e) => live.unknown |= !live.running.push(e.sp.load(Ordering::Relaxed)),
                 None => live.unknown = true,
             }
         });
@@ -269,29 +245,9 @@ impl LiveStacks {
         live
     }
 
-    fn blocked(&self) -> &[u64] {
-        if self.cap == 0 {
-            return &[];
-        }
-        // SAFETY: the first nblocked entries were written by `read`.
-        unsafe { core::slice::from_raw_parts(self.blocked, self.nblocked) }
-    }
-
     /// The system call arguments of the other threads blocked in one.
-    pub fn syscall_args(&self) -> &[u64] {
-        if self.cap == 0 {
-            return &[];
-        }
-        // SAFETY: six entries for each of the first nblocked were written by `read`.
-        unsafe { core::slice::from_raw_parts(self.args, self.nblocked * 6) }
-    }
-
-    fn running(&self) -> &[u64] {
-        if self.cap == 0 {
-            return &[];
-        }
-        // SAFETY: the first nrunning entries were written by `read`.
-        unsafe { core::slice::from_raw_parts(self.running, self.nrunning) }
+    pub fn syscall_args(&self) -> impl Iterator<Item = u64> + '_ {
+        self.blocked.as_slice().iter().flat_map(|b| b.args)
     }
 
     /// Whether `[lo, hi)` is the stack of threads that have all exited: it holds a dead
@@ -310,7 +266,10 @@ impl LiveStacks {
                 _ => {}
             }
         }
-        if !dead || self.blocked().iter().any(within) || self.running().iter().any(within) {
+        if !dead
+            || self.blocked.as_slice().iter().any(|b| within(&b.sp))
+            || self.running.as_slice().iter().any(within)
+        {
             StackUse::Live
         } else if self.unknown {
             StackUse::DeadUnlessReused
@@ -324,11 +283,12 @@ impl LiveStacks {
     /// lies lower is dead frames, as memcheck takes it. `lo` for any other memory.
     pub fn live_from(&self, lo: usize, hi: usize) -> usize {
         let within = |sp: &u64| lo as u64 <= *sp && *sp < hi as u64;
-        if self.running().iter().any(within) {
+        if self.running.as_slice().iter().any(within) {
             return lo;
         }
-        match self.blocked().iter().filter(|sp| within(sp)).min() {
-            Some(&sp) => (sp as usize).saturating_sub(128).max(lo),
+        let blocked = self.blocked.as_slice().iter().map(|b| b.sp);
+        match blocked.filter(within).min() {
+            Some(sp) => (sp as usize).saturating_sub(128).max(lo),
             None => lo,
         }
     }
@@ -346,22 +306,45 @@ pub enum StackUse {
     DeadUnlessReused,
 }
 
-/// Writes `v` at `buf[n]` if there is room; the new length.
-fn push_within(buf: *mut u64, n: usize, cap: usize, v: u64) -> usize {
-    if n >= cap {
-        return n;
-    }
-    // SAFETY: n < cap, the buffer's length.
-    unsafe { *buf.add(n) = v };
-    n + 1
+/// A list of at most `cap` values in arena memory (the exit scan allocates nothing else).
+struct ArenaList<T: Copy> {
+    items: *mut T,
+    len: usize,
+    cap: usize,
 }
 
-impl Drop for LiveStacks {
+impl<T: Copy> ArenaList<T> {
+    /// Room for `cap` values; none if the arena is out of memory.
+    fn new(cap: usize) -> Self {
+        let items = arena::alloc(cap * core::mem::size_of::<T>()) as *mut T;
+        let cap = if items.is_null() { 0 } else { cap };
+        ArenaList { items, len: 0, cap }
+    }
+
+    /// Adds `v`; false when there is no room.
+    fn push(&mut self, v: T) -> bool {
+        if self.len >= self.cap {
+            return false;
+        }
+        // SAFETY: len < cap, the chunk's length in values.
+        unsafe { self.items.add(self.len).write(v) };
+        self.len += 1;
+        true
+    }
+
+    fn as_slice(&self) -> &[T] {
+        if self.cap == 0 {
+            return &[];
+        }
+        // SAFETY: the first len values were written by `push`.
+        unsafe { core::slice::from_raw_parts(self.items, self.len) }
+    }
+}
+
+impl<T: Copy> Drop for ArenaList<T> {
     fn drop(&mut self) {
-        for (buf, per_thread) in [(self.blocked, 1), (self.args, 6), (self.running, 1)] {
-            if !buf.is_null() {
-                arena::free(buf as *mut u8, MAX_THREADS * per_thread * 8);
-            }
+        if self.cap != 0 {
+            arena::free(self.items as *mut u8, self.cap * core::mem::size_of::<T>());
         }
     }
 }

@@ -16,6 +16,7 @@
  * possibly lost, as exited_threads.c explains).
  * Natively: prints "waiting", exits 0.
  */
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,12 +25,31 @@
 #include <unistd.h>
 
 static int fds[2];
-static volatile int started;
+static volatile long reader_tid;
+
+/* Returns once thread `tid` sleeps in system call `nr`, as /proc/self/task/TID/syscall
+ * shows it ("NR ARGS... SP PC"; "running" while it runs), so that the exit finds it there.
+ * Reads with open/read: no block of its own. Gives up after 10 s. */
+static void wait_until_in_syscall(long tid, long nr)
+{
+    char path[64], want[24], line[256];
+    snprintf(path, sizeof path, "/proc/self/task/%ld/syscall", tid);
+    int want_len = snprintf(want, sizeof want, "%ld ", nr);
+    for (int i = 0; i < 10000; i++) {
+        int fd = open(path, O_RDONLY);
+        ssize_t n = fd < 0 ? -1 : read(fd, line, sizeof line - 1);
+        if (fd >= 0)
+            close(fd);
+        if (n >= want_len && memcmp(line, want, want_len) == 0)
+            return;
+        usleep(1000);
+    }
+}
 
 static void *reader(void *arg)
 {
     long got;
-    started = 1;
+    reader_tid = syscall(SYS_gettid);
     __asm__ volatile("syscall"
                      : "=a"(got)
                      : "a"((long)SYS_read), "D"((long)fds[0]), "S"(malloc(64)), /* FP:held */
@@ -44,9 +64,9 @@ int main(void)
     if (pipe(fds) != 0)
         return 1;
     pthread_create(&thread, NULL, reader, NULL);
-    while (!started)
+    while (!reader_tid)
         usleep(1000);
-    usleep(50000); /* the reader is asleep in read(2) by now */
+    wait_until_in_syscall(reader_tid, SYS_read);
 
     char *lost = malloc(24); /* FP:lost */
     memset(lost, 1, 24);

@@ -12,23 +12,42 @@
  *   descriptor points 16 bytes into it); its size depends on the modules with TLS loaded,
  *   fencepost's shim among them;
  *   no lost block from the four joined threads.
- * Exit status 0. The waiter is asleep in the kernel when main returns (a handshake, then
- * 20 ms), so that its stack is found from its stack pointer.
+ * Exit status 0. The waiter is asleep in pause(2) when main returns (main reads
+ * /proc/self/task/TID/syscall until it is), so that its stack is found from its stack
+ * pointer.
  *
  * valgrind 3.19 memcheck: "24 bytes in 1 blocks are definitely lost ... by main
  * (exited_threads.c:NN)", "272 bytes in 1 blocks are possibly lost ... by pthread_create".
  * Natively: prints "joined 4", exits 0.
  */
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t never = PTHREAD_COND_INITIALIZER;
-static pthread_cond_t started = PTHREAD_COND_INITIALIZER;
-static int waiting;
+static volatile long waiter_tid;
+
+/* Returns once thread `tid` sleeps in system call `nr`, as /proc/self/task/TID/syscall
+ * shows it ("NR ARGS... SP PC"; "running" while it runs), so that the exit finds it there.
+ * Reads with open/read: no block of its own. Gives up after 10 s. */
+static void wait_until_in_syscall(long tid, long nr)
+{
+    char path[64], want[24], line[256];
+    snprintf(path, sizeof path, "/proc/self/task/%ld/syscall", tid);
+    int want_len = snprintf(want, sizeof want, "%ld ", nr);
+    for (int i = 0; i < 10000; i++) {
+        int fd = open(path, O_RDONLY);
+        ssize_t n = fd < 0 ? -1 : read(fd, line, sizeof line - 1);
+        if (fd >= 0)
+            close(fd);
+        if (n >= want_len && memcmp(line, want, want_len) == 0)
+            return;
+        usleep(1000);
+    }
+}
 
 static void *work(void *arg)
 {
@@ -40,11 +59,9 @@ static void *work(void *arg)
 
 static void *wait_forever(void *arg)
 {
-    pthread_mutex_lock(&lock);
-    waiting = 1;
-    pthread_cond_signal(&started);
+    waiter_tid = syscall(SYS_gettid);
     for (;;)
-        pthread_cond_wait(&never, &lock);
+        pause();
     return arg;
 }
 
@@ -57,11 +74,9 @@ int main(void)
         pthread_join(workers[i], NULL);
     pthread_create(&waiter, NULL, wait_forever, NULL);
     /* Exit once the waiter sleeps in the kernel, where its stack pointer can be read. */
-    pthread_mutex_lock(&lock);
-    while (!waiting)
-        pthread_cond_wait(&started, &lock);
-    pthread_mutex_unlock(&lock);
-    usleep(20000);
+    while (!waiter_tid)
+        usleep(1000);
+    wait_until_in_syscall(waiter_tid, SYS_pause);
 
     char *lost = malloc(24); /* FP:lost */
     memset(lost, 2, 24);

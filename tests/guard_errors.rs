@@ -841,3 +841,74 @@ fn guard_heap_works_when_process_madvise_is_refused() {
     );
     assert_books_balance(&churn.report);
 }
+
+/// A library whose constructor allocates can run before the shim has read its options
+/// (ld.so initialises the shim after libgcc_s, which it needs, and so after the program's
+/// libraries loaded before libgcc_s). Those first blocks get the default layout, guard page
+/// after the data, and open a batch of slots with it. `--protect-below` must not hand those slots out: `ls` (whose libselinux
+/// allocates so) died in the shim's own canary fill. Built here: `libearly.so`, and
+/// underflow.c linked against it.
+#[test]
+fn protect_below_holds_after_a_library_allocated_before_the_shim_started() {
+    let dir = scratch_dir("early_alloc_build");
+    let lib_src = dir.join("libearly.c");
+    std::fs::write(
+        &lib_src,
+        "#include <stdlib.h>\n\
+         __attribute__((constructor)) static void early(void)\n\
+         {\n    for (int i = 0; i < 8; i++)\n        free(malloc(16 + i));\n}\n",
+    )
+    .unwrap();
+    let gcc = |args: &[&std::ffi::OsStr]| {
+        let status = std::process::Command::new("gcc")
+            .args(args)
+            .status()
+            .expect("gcc");
+        assert!(status.success(), "gcc {args:?}");
+    };
+    let lib = dir.join("libearly.so");
+    gcc(&[
+        "-shared".as_ref(),
+        "-fPIC".as_ref(),
+        "-o".as_ref(),
+        lib.as_os_str(),
+        lib_src.as_os_str(),
+    ]);
+    let prog_path = dir.join("underflow_early");
+    let rpath = format!("-Wl,-rpath,{}", dir.display());
+    let libdir = format!("-L{}", dir.display());
+    let src = source_path("c/underflow.c");
+    gcc(&[
+        "-g".as_ref(),
+        "-O0".as_ref(),
+        "-o".as_ref(),
+        prog_path.as_os_str(),
+        src.as_os_str(),
+        libdir.as_ref(),
+        // Debian's gcc links --as-needed, which would drop a library nothing calls.
+        "-Wl,--no-as-needed".as_ref(),
+        "-learly".as_ref(),
+        rpath.as_ref(),
+    ]);
+    let run = run_fencepost("early_alloc", &["--protect-below"], &prog_path, &[]);
+    assert_ran_on(&run, "sixteen bytes..\n");
+    let error = the_one_error(&run.report);
+    assert_access_error(
+        &run.report,
+        &error,
+        &Expected {
+            source: "c/underflow.c",
+            kind: "heap-buffer-underflow",
+            op: "write",
+            size: 1,
+            block_size: 16,
+            offset: -1,
+            at: "bad_write",
+            alloc: "alloc",
+            free: None,
+            count: 1,
+        },
+    );
+    assert_no_loss_records(&run.report);
+    assert_books_balance(&run.report);
+}

@@ -204,7 +204,7 @@ fn guard_fault(addr: usize, _id: u32, slot: &Slot, uc: &mut libc::ucontext_t) ->
     let state = slot.state.load(Ordering::Acquire);
     let base = slot.base.load(Ordering::Relaxed) as usize;
     let npages = slot.npages.load(Ordering::Relaxed) as usize;
-    let below = guard::PROTECT_BELOW.load(Ordering::Relaxed);
+    let below = slot.below.load(Ordering::Relaxed);
     let guard_page = if below {
         base
     } else {

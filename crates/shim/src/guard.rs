@@ -76,6 +76,21 @@ pub struct Slot {
     pub free_stack: AtomicU32,
     /// Next slot in a free list or the quarantine.
     next: AtomicU32,
+    /// The guard page is below the data pages (`--protect-below` when the slot's pages were
+    /// opened): blocks allocated before the options were read keep the layout they got.
+    pub below: AtomicBool,
+}
+
+impl Slot {
+    /// The first data page: after the guard page when it is below.
+    pub fn data(&self) -> usize {
+        let base = self.base.load(Ordering::Relaxed) as usize;
+        if self.below.load(Ordering::Relaxed) {
+            base + PAGE
+        } else {
+            base
+        }
+    }
 }
 
 struct Heap {
@@ -404,8 +419,8 @@ pub fn alloc(size: usize, align: usize, func: u8, family: u8, stack: u32) -> Opt
     };
     inner.live_bytes += bytes;
     let s = slot(id)?;
-    let base = s.base.load(Ordering::Relaxed) as usize;
-    let data = if below { base + PAGE } else { base };
+    s.below.store(below, Ordering::Relaxed);
+    let data = s.data();
     let data_end = data + npages * PAGE;
     let block = if below {
         data
@@ -457,10 +472,9 @@ fn fill_canaries(block: usize, size: usize, data: usize, data_end: usize, below:
 /// run length). None when all canaries are intact.
 pub fn check_canaries(id: u32) -> Option<(i64, u32)> {
     let s = slot(id)?;
-    let below = PROTECT_BELOW.load(Ordering::Relaxed);
-    let base = s.base.load(Ordering::Relaxed) as usize;
+    let below = s.below.load(Ordering::Relaxed);
     let npages = s.npages.load(Ordering::Relaxed) as usize;
-    let data = if below { base + PAGE } else { base };
+    let data = s.data();
     let data_end = data + npages * PAGE;
     let block = s.block.load(Ordering::Relaxed) as usize;
     let size = s.size.load(Ordering::Relaxed) as usize;
@@ -557,8 +571,11 @@ fn open_batch(npages: usize) -> Option<u32> {
         iov_len: 0,
     }; OPEN_BATCH];
     for (v, &id) in iov.iter_mut().zip(&ids[..n]) {
-        let base = slot(id).map_or(0, |s| s.base.load(Ordering::Relaxed) as usize);
-        v.iov_base = (if below { base + PAGE } else { base }) as *mut libc::c_void;
+        let data = slot(id).map_or(0, |s| {
+            s.below.store(below, Ordering::Relaxed);
+            s.data()
+        });
+        v.iov_base = data as *mut libc::c_void;
         v.iov_len = npages * PAGE;
     }
     HEAP.lock.unlock();
@@ -614,6 +631,25 @@ fn open_batch(npages: usize) -> Option<u32> {
         }
     }
     Some(usable[0])
+}
+
+/// Guards the data pages of the slots opened ahead (`open_batch`) and frees them: called
+/// when `--protect-below` is read, after blocks allocated before the options (by other
+/// libraries' constructors) opened slots with the guard page after the data. A free slot is
+/// guarded whole, so either layout can open it again.
+pub fn close_open_slots() {
+    HEAP.lock.lock();
+    // SAFETY: we hold the heap lock.
+    let inner = unsafe { &mut *HEAP.inner.get() };
+    for npages in 0..inner.open_small.len() {
+        while let Some(id) = take_open(inner, npages) {
+            if let Some(s) = slot(id) {
+                guard(s.data(), npages * PAGE);
+            }
+            push_free(inner, id);
+        }
+    }
+    HEAP.lock.unlock();
 }
 
 fn take_free(inner: &mut Inner, npages: usize) -> Option<u32> {
@@ -689,10 +725,8 @@ pub fn free(id: u32, func: u8, stack: u32) -> bool {
     if s.state.load(Ordering::Acquire) != SLOT_RELEASING {
         return false;
     }
-    let below = PROTECT_BELOW.load(Ordering::Relaxed);
-    let base = s.base.load(Ordering::Relaxed) as usize;
     let npages = s.npages.load(Ordering::Relaxed) as usize;
-    let data = if below { base + PAGE } else { base };
+    let data = s.data();
     s.free_func.store(func, Ordering::Relaxed);
     s.free_stack.store(stack, Ordering::Relaxed);
     s.state.store(SLOT_QUARANTINED, Ordering::Release);

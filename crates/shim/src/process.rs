@@ -268,6 +268,10 @@ pub fn init() {
     // SAFETY: the callback only stores into atomics.
     unsafe { libc::dl_iterate_phdr(Some(own_module_cb), core::ptr::null_mut()) };
     read_options();
+    if guard::PROTECT_BELOW.load(Ordering::Relaxed) {
+        // Slots opened for allocations made before now have the guard after the data.
+        guard::close_open_slots();
+    }
     let guards_blocks = crate::interpose::GUARD_MODE.load(Ordering::Relaxed);
     if guards_blocks && !ALIGNMENT_GIVEN.load(Ordering::Relaxed) && main_program_is_rust() {
         // Rust's allocator calls malloc for alignments up to 16 and counts on getting them.
